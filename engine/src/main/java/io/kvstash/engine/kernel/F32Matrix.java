@@ -1,0 +1,61 @@
+package io.kvstash.engine.kernel;
+
+import io.kvstash.engine.gguf.GgmlType;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/** Plain little-endian floats. */
+public final class F32Matrix extends WeightMatrix {
+    F32Matrix(String name, MemorySegment data, int rows, int cols) {
+        super(name, data, rows, cols, GgmlType.F32);
+    }
+
+    @Override
+    public GgmlType type() {
+        return GgmlType.F32;
+    }
+
+    @Override
+    public float get(int row, int col) {
+        return data.get(FLOAT, row * rowBytes + 4L * col);
+    }
+
+    @Override
+    public void dequantizeRowScalar(int row, float[] out, int off) {
+        MemorySegment.copy(data, FLOAT, row * rowBytes, out, off, cols);
+    }
+
+    @Override
+    void dequantizeRowSimd(int row, float[] out, int off) {
+        dequantizeRowScalar(row, out, off);
+    }
+
+    @Override
+    public float dotScalar(int row, float[] x, int xOff) {
+        long base = row * rowBytes;
+        float sum = 0f;
+        for (int c = 0; c < cols; c++) {
+            sum += data.get(FLOAT, base + 4L * c) * x[xOff + c];
+        }
+        return sum;
+    }
+
+    @Override
+    float dotSimd(int row, float[] x, int xOff) {
+        long base = row * rowBytes;
+        FloatVector acc = FloatVector.zero(Simd.F);
+        int c = 0;
+        int bound = Simd.F.loopBound(cols);
+        for (; c < bound; c += Simd.FL) {
+            FloatVector w = FloatVector.fromMemorySegment(Simd.F, data, base + 4L * c, ByteOrder.LITTLE_ENDIAN);
+            acc = w.fma(FloatVector.fromArray(Simd.F, x, xOff + c), acc);
+        }
+        float sum = acc.reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) {
+            sum += data.get(FLOAT, base + 4L * c) * x[xOff + c];
+        }
+        return sum;
+    }
+}

@@ -1,0 +1,68 @@
+package io.kvstash.engine.kernel;
+
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * The vector width every kernel uses, chosen once per JVM. The system property
+ * {@code kvstash.vector.bits} forces it: {@code 0} selects the scalar twins, {@code 128},
+ * {@code 256} or {@code 512} a vector width (not wider than the machine offers); unset means the
+ * widest the machine prefers. Fixing it in {@code static final} fields keeps the species constant
+ * for the JIT, and lets tests run the whole suite once per width.
+ */
+public final class Simd {
+    public static final String PROPERTY = "kvstash.vector.bits";
+    /** Vector bit size in use, 0 when the scalar kernels are selected. */
+    public static final int BITS = chooseBits();
+    public static final boolean ENABLED = BITS > 0;
+    /** Floats per vector. */
+    public static final VectorSpecies<Float> F = ENABLED ? FloatVector.SPECIES_PREFERRED.withShape(VectorShape.forBitSize(BITS)) : null;
+    /** Ints with as many lanes as {@link #F}. */
+    public static final VectorSpecies<Integer> I = ENABLED ? IntVector.SPECIES_PREFERRED.withShape(VectorShape.forBitSize(BITS)) : null;
+    /** Shorts with as many lanes as {@link #F} (half the bits). */
+    public static final VectorSpecies<Short> S = ENABLED ? ShortVector.SPECIES_64.withShape(VectorShape.forBitSize(BITS / 2)) : null;
+    /** Bytes loaded per step of the 8-bit kernels: 16 for 512-bit floats, else 8 (the smallest byte vector). */
+    public static final VectorSpecies<Byte> B = ENABLED ? (BITS >= 512 ? ByteVector.SPECIES_128 : ByteVector.SPECIES_64) : null;
+    public static final int FL = ENABLED ? F.length() : 1;
+    public static final int BL = ENABLED ? B.length() : 1;
+    /** Float vectors one byte vector of {@link #B} widens into. */
+    public static final int PARTS = ENABLED ? BL / FL : 1;
+
+    private Simd() {
+    }
+
+    private static int chooseBits() {
+        int preferred = FloatVector.SPECIES_PREFERRED.vectorBitSize();
+        String forced = System.getProperty(PROPERTY);
+        if (forced == null || forced.isBlank()) {
+            return preferred >= 128 ? preferred : 0;
+        }
+        int bits;
+        try {
+            bits = Integer.parseInt(forced.trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(PROPERTY + " must be 0, 128, 256 or 512, got '" + forced + "'");
+        }
+        if (bits != 0 && bits != 128 && bits != 256 && bits != 512) {
+            throw new IllegalArgumentException(PROPERTY + " must be 0, 128, 256 or 512, got " + bits);
+        }
+        if (bits > preferred) {
+            throw new IllegalArgumentException(PROPERTY + "=" + bits + " but this machine's widest vector is " + preferred + " bits");
+        }
+        return bits;
+    }
+
+    /** Widths this machine can run, for tests and reports: 0 (scalar) and every vector size up to the preferred one. */
+    public static int[] availableBits() {
+        int preferred = FloatVector.SPECIES_PREFERRED.vectorBitSize();
+        return java.util.stream.IntStream.of(0, 128, 256, 512).filter(b -> b <= preferred).toArray();
+    }
+
+    public static String describe() {
+        return ENABLED ? BITS + "-bit (" + FL + " floats)" : "scalar";
+    }
+}

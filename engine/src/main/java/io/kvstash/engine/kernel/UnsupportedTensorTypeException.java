@@ -1,0 +1,10 @@
+package io.kvstash.engine.kernel;
+
+import io.kvstash.engine.gguf.GgmlType;
+
+/** A tensor in a format the engine has no kernel for. */
+public final class UnsupportedTensorTypeException extends IllegalArgumentException {
+    public UnsupportedTensorTypeException(String tensor, GgmlType type) {
+        super("tensor '" + tensor + "' has type " + type + ", which kvstash cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0)");
+    }
+}

@@ -1,0 +1,314 @@
+package io.kvstash.engine.model;
+
+import io.kvstash.engine.kernel.ComputePool;
+import io.kvstash.engine.kernel.VectorMath;
+import io.kvstash.engine.kernel.WeightMatrix;
+import io.kvstash.engine.kv.KvCache;
+import io.kvstash.engine.kv.KvChunk;
+import io.kvstash.engine.kv.KvGeometry;
+
+/**
+ * Runs tokens through a {@link LlamaModel}: batched prefill (a block of tokens through each layer as
+ * matrix-matrix work) and single-token decode (matrix-vector), writing keys and values into a
+ * {@link KvCache} and attending over its chunks.
+ *
+ * <p>Holds the scratch buffers for up to {@code maxBatch} tokens, so a pass allocates nothing per
+ * token. One instance serves one caller at a time; the compute pool may be shared.
+ */
+public final class ForwardPass {
+    private final LlamaModel model;
+    private final ModelConfig c;
+    private final ComputePool pool;
+    private final int maxBatch;
+
+    // Activations, one row per token of the current batch.
+    private final float[] x;      // (batch, dim) residual stream
+    private final float[] xb;     // (batch, dim) normalised input of a sub-layer
+    private final float[] xb2;    // (batch, dim) sub-layer output before the residual add
+    private final float[] q;      // (batch, queryDim)
+    private final float[] k;      // (batch, kvDim)
+    private final float[] v;      // (batch, kvDim)
+    private final float[] att;    // (batch, queryDim) attention output
+    private final float[] hb;     // (batch, ffnDim) gate, then SwiGLU
+    private final float[] hb2;    // (batch, ffnDim) up
+    private final float[] ropeCos; // (batch, ropeDims/2)
+    private final float[] ropeSin; // (batch, ropeDims/2)
+    private final float[][] rowScratch; // (worker, maxColumns)
+    private float[][] scores;           // (worker, positions) grows with the context
+
+    private final MatTask matTask = new MatTask();
+    private final AttentionTask attentionTask = new AttentionTask();
+
+    public ForwardPass(LlamaModel model, ComputePool pool, int maxBatch) {
+        if (maxBatch < 1) {
+            throw new IllegalArgumentException("maxBatch must be at least 1");
+        }
+        this.model = model;
+        this.c = model.config();
+        this.pool = pool;
+        this.maxBatch = maxBatch;
+        x = new float[maxBatch * c.dim()];
+        xb = new float[maxBatch * c.dim()];
+        xb2 = new float[maxBatch * c.dim()];
+        q = new float[maxBatch * c.queryDim()];
+        k = new float[maxBatch * c.kvDim()];
+        v = new float[maxBatch * c.kvDim()];
+        att = new float[maxBatch * c.queryDim()];
+        hb = new float[maxBatch * c.ffnDim()];
+        hb2 = new float[maxBatch * c.ffnDim()];
+        ropeCos = new float[maxBatch * c.ropeDims() / 2];
+        ropeSin = new float[maxBatch * c.ropeDims() / 2];
+        rowScratch = new float[pool.threads()][model.maxColumns()];
+        scores = new float[pool.threads()][KvGeometry.DEFAULT_CHUNK_TOKENS];
+    }
+
+    public LlamaModel model() {
+        return model;
+    }
+
+    public int maxBatch() {
+        return maxBatch;
+    }
+
+    /**
+     * Appends {@code tokens[off .. off+n)} to the sequence in {@code cache} (at positions
+     * {@code cache.length()} on) and computes logits for tokens {@code [logitsFrom, n)} into
+     * {@code logits[(t − logitsFrom)·vocab ..]}. Pass {@code logitsFrom = n − 1} for the next-token
+     * logits only, {@code n} for none.
+     */
+    public void forward(KvCache cache, int[] tokens, int off, int n, int logitsFrom, float[] logits) {
+        if (n <= 0) {
+            throw new IllegalArgumentException("no tokens to run");
+        }
+        if (logitsFrom < 0 || logitsFrom > n) {
+            throw new IllegalArgumentException("logitsFrom " + logitsFrom + " outside [0, " + n + "]");
+        }
+        if (logits != null && (long) (n - logitsFrom) * c.vocabularySize() > logits.length) {
+            throw new IllegalArgumentException("logits buffer too small for " + (n - logitsFrom) + " rows");
+        }
+        for (int i = 0; i < n; i++) {
+            int id = tokens[off + i];
+            if (id < 0 || id >= c.vocabularySize()) {
+                throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + c.vocabularySize() + ")");
+            }
+        }
+        cache.reserve(cache.length() + n);
+        ensureScoreCapacity(cache.length() + n);
+        for (int done = 0; done < n; done += maxBatch) {
+            int b = Math.min(maxBatch, n - done);
+            int firstLogit = Math.max(0, logitsFrom - done);
+            int logitsOffset = Math.max(0, done - logitsFrom) * c.vocabularySize();
+            runBatch(cache, tokens, off + done, b, firstLogit, logits, logitsOffset);
+        }
+    }
+
+    private void ensureScoreCapacity(int positions) {
+        if (scores[0].length < positions) {
+            int size = Math.max(positions, scores[0].length * 2);
+            for (int i = 0; i < scores.length; i++) {
+                scores[i] = new float[size];
+            }
+        }
+    }
+
+    private void runBatch(KvCache cache, int[] tokens, int off, int n, int firstLogit, float[] logits, int logitsOffset) {
+        int dim = c.dim();
+        int start = cache.length();
+        for (int t = 0; t < n; t++) {
+            model.tokenEmbedding().dequantizeRow(tokens[off + t], x, t * dim);
+        }
+        computeRopeAngles(start, n);
+        for (int l = 0; l < c.layers(); l++) {
+            LlamaModel.Layer layer = model.layer(l);
+            for (int t = 0; t < n; t++) {
+                VectorMath.rmsNorm(x, t * dim, layer.attnNorm(), c.rmsEps(), xb, t * dim, dim);
+            }
+            matTask.run3(xb, n, layer.wq(), q, layer.wk(), k, layer.wv(), v);
+            for (int t = 0; t < n; t++) {
+                rope(q, t * c.queryDim(), c.heads(), t);
+                rope(k, t * c.kvDim(), c.kvHeads(), t);
+                int pos = start + t;
+                KvChunk chunk = cache.chunk(pos / cache.geometry().chunkTokens());
+                chunk.write(l, pos % cache.geometry().chunkTokens(), k, t * c.kvDim(), v, t * c.kvDim());
+            }
+            attentionTask.run(cache, l, start, n);
+            matTask.run1(att, n, layer.wo(), xb2);
+            VectorMath.add(xb2, 0, x, 0, n * dim);
+            for (int t = 0; t < n; t++) {
+                VectorMath.rmsNorm(x, t * dim, layer.ffnNorm(), c.rmsEps(), xb, t * dim, dim);
+            }
+            matTask.run2(xb, n, layer.wGate(), hb, layer.wUp(), hb2);
+            VectorMath.swiglu(hb, 0, hb2, 0, n * c.ffnDim());
+            matTask.run1(hb, n, layer.wDown(), xb2);
+            VectorMath.add(xb2, 0, x, 0, n * dim);
+        }
+        cache.setLength(start + n);
+        int m = n - firstLogit;
+        if (m > 0 && logits != null) {
+            for (int t = 0; t < m; t++) {
+                VectorMath.rmsNorm(x, (firstLogit + t) * dim, model.outputNorm(), c.rmsEps(), xb, t * dim, dim);
+            }
+            matTask.logits(xb, m, model.output(), logits, logitsOffset);
+        }
+    }
+
+    private void computeRopeAngles(int start, int n) {
+        float[] inv = model.ropeInverseFrequencies();
+        int half = inv.length;
+        for (int t = 0; t < n; t++) {
+            double pos = start + t;
+            for (int i = 0; i < half; i++) {
+                double angle = pos * inv[i];
+                ropeCos[t * half + i] = (float) Math.cos(angle);
+                ropeSin[t * half + i] = (float) Math.sin(angle);
+            }
+        }
+    }
+
+    /** Rotates the first ropeDims dimensions of each of {@code heads} heads starting at {@code vec[off]}. */
+    private void rope(float[] vec, int off, int heads, int t) {
+        int hd = c.headDim();
+        int half = c.ropeDims() / 2;
+        int angles = t * half;
+        for (int h = 0; h < heads; h++) {
+            int base = off + h * hd;
+            for (int i = 0; i < half; i++) {
+                int a;
+                int b;
+                if (c.ropeStyle() == RopeStyle.NORMAL) {
+                    a = base + 2 * i;
+                    b = a + 1;
+                } else {
+                    a = base + i;
+                    b = a + half;
+                }
+                float cos = ropeCos[angles + i];
+                float sin = ropeSin[angles + i];
+                float x0 = vec[a];
+                float x1 = vec[b];
+                vec[a] = x0 * cos - x1 * sin;
+                vec[b] = x0 * sin + x1 * cos;
+            }
+        }
+    }
+
+    /** Up to three matrices over the same input, their rows split across the pool as one range. */
+    private final class MatTask implements ComputePool.RangeTask {
+        private final WeightMatrix[] w = new WeightMatrix[3];
+        private final float[][] out = new float[3][];
+        private int count;
+        private float[] in;
+        private int n;
+        private int outOff;
+        private int outStride;
+
+        void run1(float[] in, int n, WeightMatrix w0, float[] o0) {
+            set(in, n, 1, w0, o0, null, null, null, null);
+        }
+
+        void run2(float[] in, int n, WeightMatrix w0, float[] o0, WeightMatrix w1, float[] o1) {
+            set(in, n, 2, w0, o0, w1, o1, null, null);
+        }
+
+        void run3(float[] in, int n, WeightMatrix w0, float[] o0, WeightMatrix w1, float[] o1, WeightMatrix w2, float[] o2) {
+            set(in, n, 3, w0, o0, w1, o1, w2, o2);
+        }
+
+        void logits(float[] in, int n, WeightMatrix output, float[] logits, int offset) {
+            this.outOff = offset;
+            this.outStride = output.rows;
+            dispatch(in, n, 1, output, logits, null, null, null, null);
+        }
+
+        private void set(float[] in, int n, int count, WeightMatrix w0, float[] o0, WeightMatrix w1, float[] o1, WeightMatrix w2, float[] o2) {
+            this.outOff = 0;
+            this.outStride = -1;
+            dispatch(in, n, count, w0, o0, w1, o1, w2, o2);
+        }
+
+        private void dispatch(float[] in, int n, int count, WeightMatrix w0, float[] o0, WeightMatrix w1, float[] o1, WeightMatrix w2, float[] o2) {
+            this.in = in;
+            this.n = n;
+            this.count = count;
+            w[0] = w0;
+            out[0] = o0;
+            w[1] = w1;
+            out[1] = o1;
+            w[2] = w2;
+            out[2] = o2;
+            int rows = 0;
+            for (int i = 0; i < count; i++) {
+                rows += w[i].rows;
+            }
+            try {
+                pool.run(this, rows, 8);
+            } finally {
+                this.in = null;
+                for (int i = 0; i < 3; i++) {
+                    w[i] = null;
+                    out[i] = null;
+                }
+            }
+        }
+
+        @Override
+        public void run(int start, int end, int worker) {
+            int base = 0;
+            for (int i = 0; i < count; i++) {
+                WeightMatrix m = w[i];
+                int lo = Math.max(start, base) - base;
+                int hi = Math.min(end, base + m.rows) - base;
+                if (lo < hi) {
+                    int stride = outStride > 0 ? outStride : m.rows;
+                    if (n == 1) {
+                        m.matVec(in, 0, out[i], outOff, lo, hi);
+                    } else {
+                        m.matMul(in, n, out[i], outOff, stride, lo, hi, rowScratch[worker]);
+                    }
+                }
+                base += m.rows;
+            }
+        }
+    }
+
+    /** Causal attention of every (token, head) of the batch over the cache's chunks. */
+    private final class AttentionTask implements ComputePool.RangeTask {
+        private KvCache cache;
+        private int layer;
+        private int start;
+
+        void run(KvCache cache, int layer, int start, int n) {
+            this.cache = cache;
+            this.layer = layer;
+            this.start = start;
+            try {
+                pool.run(this, n * c.heads());
+            } finally {
+                this.cache = null;
+            }
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            int hd = c.headDim();
+            int chunkTokens = cache.geometry().chunkTokens();
+            float scale = (float) (1.0 / Math.sqrt(hd));
+            float[] sc = scores[worker];
+            for (int i = from; i < to; i++) {
+                int t = i / c.heads();
+                int h = i % c.heads();
+                int kvHead = h / c.groupSize();
+                int positions = start + t + 1;
+                int qOff = t * c.queryDim() + h * hd;
+                for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
+                    cache.chunk(ch).keyScores(layer, kvHead, q, qOff, Math.min(chunkTokens, positions - p), scale, sc, p);
+                }
+                VectorMath.softmax(sc, 0, positions);
+                java.util.Arrays.fill(att, qOff, qOff + hd, 0f);
+                for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
+                    cache.chunk(ch).accumulateValues(layer, kvHead, sc, p, Math.min(chunkTokens, positions - p), att, qOff);
+                }
+            }
+        }
+    }
+}
