@@ -1,0 +1,114 @@
+package io.kvstash.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.kvstash.engine.EngineOptions;
+import io.kvstash.engine.InferenceEngine;
+import io.kvstash.engine.kernel.Simd;
+import io.kvstash.engine.kv.KvCache;
+import java.util.Arrays;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Measure prefill and decode speed: after warm-up runs, the median of several runs. Prints one JSON object.")
+final class BenchCommand implements Callable<Integer> {
+    @Mixin
+    EngineOptionsMixin engine;
+
+    @Option(names = "--prompt-tokens", paramLabel = "P", description = "Prompt length for the prefill measurement (default 128).")
+    int promptTokens = 128;
+
+    @Option(names = "--gen-tokens", paramLabel = "G", description = "Tokens decoded one at a time after the prompt (default 128).")
+    int genTokens = 128;
+
+    @Option(names = "--runs", paramLabel = "N", description = "Measured runs (default 5).")
+    int runs = 5;
+
+    @Option(names = "--warmup", paramLabel = "N", description = "Warm-up runs, not measured (default 2).")
+    int warmup = 2;
+
+    @Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public Integer call() {
+        if (promptTokens < 1 || genTokens < 1 || runs < 1 || warmup < 0) {
+            throw new IllegalArgumentException("--prompt-tokens, --gen-tokens and --runs must be positive, --warmup not negative");
+        }
+        EngineOptions options = engine.options();
+        options = options.withContextLength(Math.max(options.contextLength(), promptTokens + genTokens));
+        try (InferenceEngine e = InferenceEngine.open(engine.model, options)) {
+            int vocab = e.config().vocabularySize();
+            int[] prompt = benchPrompt(e, promptTokens);
+            float[] logits = new float[vocab];
+            int[] next = new int[1];
+            double[] prefill = new double[runs];
+            double[] decode = new double[runs];
+            for (int r = -warmup; r < runs; r++) {
+                try (KvCache cache = e.newSequence()) {
+                    long t0 = System.nanoTime();
+                    e.forward(cache, prompt, 0, prompt.length, prompt.length - 1, logits);
+                    long t1 = System.nanoTime();
+                    for (int g = 0; g < genTokens; g++) {
+                        next[0] = argmax(logits);
+                        e.forward(cache, next, 0, 1, 0, logits);
+                    }
+                    long t2 = System.nanoTime();
+                    if (r >= 0) {
+                        prefill[r] = promptTokens / ((t1 - t0) / 1e9);
+                        decode[r] = genTokens / ((t2 - t1) / 1e9);
+                    }
+                }
+            }
+            ObjectNode json = new ObjectMapper().createObjectNode();
+            json.put("model", engine.model.getFileName().toString());
+            json.put("threads", options.threads());
+            json.put("simd", Simd.describe());
+            json.put("kv", options.kvFormat().name());
+            json.put("prompt_tokens", promptTokens);
+            json.put("gen_tokens", genTokens);
+            json.put("runs", runs);
+            json.put("prefill_tokens_per_s", round(median(prefill)));
+            json.put("decode_tokens_per_s", round(median(decode)));
+            json.put("prefill_runs", Arrays.toString(Arrays.stream(prefill).map(BenchCommand::round).toArray()));
+            json.put("decode_runs", Arrays.toString(Arrays.stream(decode).map(BenchCommand::round).toArray()));
+            spec.commandLine().getOut().println(json);
+        }
+        return 0;
+    }
+
+    /** A deterministic prompt of real text, repeated to the requested length. */
+    private static int[] benchPrompt(InferenceEngine e, int n) {
+        int[] text = e.tokenizer().encode("Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. ", false, false);
+        int[] prompt = new int[n];
+        prompt[0] = e.tokenizer().bos();
+        for (int i = 1; i < n; i++) {
+            prompt[i] = text[(i - 1) % text.length];
+        }
+        return prompt;
+    }
+
+    private static int argmax(float[] a) {
+        int best = 0;
+        for (int i = 1; i < a.length; i++) {
+            if (a[i] > a[best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    private static double median(double[] a) {
+        double[] s = a.clone();
+        Arrays.sort(s);
+        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    }
+
+    private static double round(double v) {
+        return Math.round(v * 10) / 10.0;
+    }
+}

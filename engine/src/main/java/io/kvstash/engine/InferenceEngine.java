@@ -1,0 +1,188 @@
+package io.kvstash.engine;
+
+import io.kvstash.engine.gguf.GgufFile;
+import io.kvstash.engine.kernel.ComputePool;
+import io.kvstash.engine.kv.KvCache;
+import io.kvstash.engine.kv.KvGeometry;
+import io.kvstash.engine.kv.KvStore;
+import io.kvstash.engine.kv.SlabKvStore;
+import io.kvstash.engine.model.ForwardPass;
+import io.kvstash.engine.model.LlamaModel;
+import io.kvstash.engine.model.ModelConfig;
+import io.kvstash.engine.sampling.Sampler;
+import io.kvstash.engine.sampling.SamplingParams;
+import io.kvstash.engine.tokenizer.TokenDecoder;
+import io.kvstash.engine.tokenizer.Tokenizer;
+import java.nio.file.Path;
+
+/**
+ * A loaded model ready to run: the mapped file, weights, tokenizer, compute threads, a KV store
+ * and one forward pass. Owns all of them; {@link #close()} releases them in reverse order.
+ * Sequences are run one at a time through this object (calls are serialised).
+ */
+public final class InferenceEngine implements AutoCloseable {
+    private final GgufFile file;
+    private final LlamaModel model;
+    private final Tokenizer tokenizer;
+    private final ComputePool pool;
+    private final KvStore kvStore;
+    private final ForwardPass forward;
+    private final EngineOptions options;
+    private final int contextLength;
+
+    private InferenceEngine(GgufFile file, LlamaModel model, Tokenizer tokenizer, ComputePool pool, KvStore kvStore,
+                            ForwardPass forward, EngineOptions options) {
+        this.file = file;
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.pool = pool;
+        this.kvStore = kvStore;
+        this.forward = forward;
+        this.options = options;
+        this.contextLength = options.contextLength() > 0 ? options.contextLength() : model.config().contextLength();
+    }
+
+    public static InferenceEngine open(Path path, EngineOptions options) {
+        GgufFile file = GgufFile.open(path);
+        ComputePool pool = null;
+        SlabKvStore store = null;
+        try {
+            LlamaModel model = LlamaModel.load(file);
+            Tokenizer tokenizer = Tokenizer.fromGguf(file);
+            ModelConfig c = model.config();
+            pool = new ComputePool(options.threads());
+            store = new SlabKvStore(new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), options.chunkTokens(), options.kvFormat()),
+                    options.kvCapacityBytes());
+            ForwardPass forward = new ForwardPass(model, pool, options.maxBatch());
+            return new InferenceEngine(file, model, tokenizer, pool, store, forward, options);
+        } catch (RuntimeException e) {
+            if (store != null) {
+                store.close();
+            }
+            if (pool != null) {
+                pool.close();
+            }
+            file.close();
+            throw e;
+        }
+    }
+
+    public LlamaModel model() {
+        return model;
+    }
+
+    public ModelConfig config() {
+        return model.config();
+    }
+
+    public Tokenizer tokenizer() {
+        return tokenizer;
+    }
+
+    public EngineOptions options() {
+        return options;
+    }
+
+    public int contextLength() {
+        return contextLength;
+    }
+
+    public GgufFile file() {
+        return file;
+    }
+
+    /** An empty sequence; close it to return its chunks. */
+    public KvCache newSequence() {
+        return new KvCache(kvStore);
+    }
+
+    /**
+     * Appends {@code tokens[off..off+n)} to the sequence and fills {@code logits} (rows for tokens
+     * {@code [logitsFrom, n)}).
+     */
+    public synchronized void forward(KvCache cache, int[] tokens, int off, int n, int logitsFrom, float[] logits) {
+        if ((long) cache.length() + n > contextLength) {
+            throw new ContextOverflowException("sequence of " + cache.length() + " + " + n + " tokens exceeds the context length "
+                    + contextLength + " (raise it with the context-length option)");
+        }
+        forward.forward(cache, tokens, off, n, logitsFrom, logits);
+    }
+
+    /** Receives generated text as it becomes complete; returning false stops generation. */
+    @FunctionalInterface
+    public interface TextSink {
+        boolean accept(String text);
+    }
+
+    /** What a generation produced. */
+    public record Generation(int promptTokens, int[] tokens, String stopReason) {}
+
+    /**
+     * Prefills {@code prompt}, then samples up to {@code maxTokens} tokens, streaming their text to
+     * {@code sink}. Stops at an end-of-generation token, at the context length, or when the sink
+     * says so.
+     */
+    public Generation generate(int[] prompt, SamplingParams params, int maxTokens, TextSink sink) {
+        if (prompt.length == 0) {
+            throw new IllegalArgumentException("empty prompt");
+        }
+        int vocab = config().vocabularySize();
+        float[] logits = new float[vocab];
+        Sampler sampler = new Sampler(params, vocab);
+        int[] history = new int[prompt.length + maxTokens];
+        System.arraycopy(prompt, 0, history, 0, prompt.length);
+        int produced = 0;
+        String reason = "length";
+        TokenDecoder decoder = tokenizer.newDecoder();
+        try (KvCache cache = newSequence()) {
+            forward(cache, prompt, 0, prompt.length, prompt.length - 1, logits);
+            while (produced < maxTokens) {
+                int window = Math.min(params.repetitionWindow(), prompt.length + produced);
+                int recentStart = prompt.length + produced - window;
+                int[] recent = history;
+                int token = sampler.sample(logits, copyRecent(recent, recentStart, window), window);
+                if (tokenizer.isEndOfGeneration(token)) {
+                    reason = "stop";
+                    break;
+                }
+                history[prompt.length + produced++] = token;
+                String text = decoder.next(token);
+                if (!text.isEmpty() && !sink.accept(text)) {
+                    reason = "cancelled";
+                    break;
+                }
+                if (produced == maxTokens) {
+                    break;
+                }
+                if (cache.length() >= contextLength) {
+                    reason = "context";
+                    break;
+                }
+                forward(cache, history, prompt.length + produced - 1, 1, 0, logits);
+            }
+            String tail = decoder.flush();
+            if (!tail.isEmpty()) {
+                sink.accept(tail);
+            }
+        }
+        return new Generation(prompt.length, java.util.Arrays.copyOf(history, prompt.length + produced), reason);
+    }
+
+    private int[] recentScratch = new int[0];
+
+    private int[] copyRecent(int[] history, int start, int n) {
+        if (recentScratch.length < n) {
+            recentScratch = new int[Math.max(n, 64)];
+        }
+        System.arraycopy(history, start, recentScratch, 0, n);
+        return recentScratch;
+    }
+
+    @Override
+    public void close() {
+        kvStore.close();
+        pool.close();
+        file.close();
+    }
+
+}
