@@ -29,6 +29,8 @@ public final class GgufFile implements AutoCloseable {
     public static final int DEFAULT_ALIGNMENT = 32;
     private static final int MAX_DIMS = 4;
     private static final int MAX_ARRAY_NESTING = 4;
+    /** Largest length a Java array can have; a longer string or array can only be met in a file over 2 GiB. */
+    private static final long MAX_JAVA_ARRAY = Integer.MAX_VALUE - 8;
     private static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -127,7 +129,8 @@ public final class GgufFile implements AutoCloseable {
         }
 
         record Info(String name, GgmlType type, long[] dims, long elements, long offset, long bytes) {}
-        List<Info> infos = new java.util.ArrayList<>((int) tensorCount);
+        // Not presized: the count passed only a size check, so room grows with infos actually read.
+        List<Info> infos = new java.util.ArrayList<>();
         java.util.Set<String> names = new java.util.HashSet<>();
         for (long i = 0; i < tensorCount; i++) {
             String name = r.string("tensor name #" + i);
@@ -162,7 +165,10 @@ public final class GgufFile implements AutoCloseable {
                         + ", not a multiple of its block size " + type.blockSize);
             }
             long offset = r.u64("tensor '" + name + "' offset");
-            if (offset < 0 || offset % alignment != 0) {
+            if (offset < 0) {
+                throw r.fail("tensor '" + name + "' offset " + Long.toUnsignedString(offset) + " lies outside the file");
+            }
+            if (offset % alignment != 0) {
                 throw r.fail("tensor '" + name + "' offset " + Long.toUnsignedString(offset) + " is not aligned to " + alignment);
             }
             long bytes;
@@ -424,6 +430,9 @@ public final class GgufFile implements AutoCloseable {
         String string(String what) {
             long len = u64(what + " length");
             need(len, what);
+            if (len > MAX_JAVA_ARRAY) {
+                throw fail(what + " is " + len + " bytes long, more than a Java array holds");
+            }
             byte[] bytes = new byte[(int) len];
             MemorySegment.copy(seg, ValueLayout.JAVA_BYTE, pos, bytes, 0, (int) len);
             pos += len;
@@ -470,6 +479,9 @@ public final class GgufFile implements AutoCloseable {
             long minElement = et.size > 0 ? et.size : (et == GgufValueType.STRING ? 8 : 12);
             if (count < 0 || count > remaining() / minElement) {
                 throw fail("absurd array length " + Long.toUnsignedString(count) + " for " + what + " (" + remaining() + " bytes left)");
+            }
+            if (count > MAX_JAVA_ARRAY) {
+                throw fail("array length " + count + " for " + what + " is more than a Java array holds");
             }
             int n = (int) count;
             Object values = switch (et) {
