@@ -88,10 +88,21 @@ public abstract sealed class WeightMatrix permits F32Matrix, F16Matrix, BF16Matr
 
     abstract float dotSimd(int row, float[] x, int xOff);
 
+    /** Rows {@code row .. row+3} dotted with {@code x} into {@code out[outOff ..+4)}; formats override it to share loads. */
+    void dot4RowsSimd(int row, float[] x, int xOff, float[] out, int outOff) {
+        for (int i = 0; i < 4; i++) {
+            out[outOff + i] = dotSimd(row + i, x, xOff);
+        }
+    }
+
     /** {@code out[outOff + r] = row r · x} for rows {@code [r0, r1)}. */
     public final void matVec(float[] x, int xOff, float[] out, int outOff, int r0, int r1) {
         if (Simd.ENABLED) {
-            for (int r = r0; r < r1; r++) {
+            int r = r0;
+            for (; r + 4 <= r1; r += 4) {
+                dot4RowsSimd(r, x, xOff, out, outOff + r);
+            }
+            for (; r < r1; r++) {
                 out[outOff + r] = dotSimd(r, x, xOff);
             }
         } else {

@@ -22,14 +22,14 @@ import java.util.List;
  * change only what the header claims, never where the data actually goes. For anything else, patch
  * or cut the array that {@link #toBytes()} returns.
  */
-final class GgufWriter {
+public final class GgufWriter {
     private record Metadata(String key, long typeId, byte[] payload) {}
 
     /** One tensor: the header fields may be overridden; {@code data} is always written in the natural layout. */
     private static final class Tensor {
-        final String name;
-        final byte[] data;
-        long typeId;
+        public final String name;
+        public final byte[] data;
+        public long typeId;
         long[] dims;
         Long offsetOverride;
 
@@ -51,106 +51,106 @@ final class GgufWriter {
 
     // ---- header -------------------------------------------------------------------------------
 
-    GgufWriter magic(int magic) {
+    public GgufWriter magic(int magic) {
         this.magic = magic;
         return this;
     }
 
-    GgufWriter version(int version) {
+    public GgufWriter version(int version) {
         this.version = version;
         return this;
     }
 
     /** Lays tensor data out on {@code alignment} and records it as {@code general.alignment} (UINT32), as llama.cpp does. */
-    GgufWriter alignment(int alignment) {
+    public GgufWriter alignment(int alignment) {
         this.alignment = alignment;
         return addUint32("general.alignment", alignment);
     }
 
     /** Claims {@code count} tensors in the header whatever was added. */
-    GgufWriter tensorCount(long count) {
+    public GgufWriter tensorCount(long count) {
         this.tensorCountOverride = count;
         return this;
     }
 
     /** Claims {@code count} metadata entries in the header whatever was added. */
-    GgufWriter metadataCount(long count) {
+    public GgufWriter metadataCount(long count) {
         this.metadataCountOverride = count;
         return this;
     }
 
     // ---- metadata -----------------------------------------------------------------------------
 
-    GgufWriter addUint8(String key, int value) {
+    public GgufWriter addUint8(String key, int value) {
         return add(key, GgufValueType.UINT8, value);
     }
 
-    GgufWriter addInt8(String key, int value) {
+    public GgufWriter addInt8(String key, int value) {
         return add(key, GgufValueType.INT8, value);
     }
 
-    GgufWriter addUint16(String key, int value) {
+    public GgufWriter addUint16(String key, int value) {
         return add(key, GgufValueType.UINT16, value);
     }
 
-    GgufWriter addInt16(String key, int value) {
+    public GgufWriter addInt16(String key, int value) {
         return add(key, GgufValueType.INT16, value);
     }
 
-    GgufWriter addUint32(String key, long value) {
+    public GgufWriter addUint32(String key, long value) {
         return add(key, GgufValueType.UINT32, value);
     }
 
-    GgufWriter addInt32(String key, int value) {
+    public GgufWriter addInt32(String key, int value) {
         return add(key, GgufValueType.INT32, value);
     }
 
-    GgufWriter addUint64(String key, long value) {
+    public GgufWriter addUint64(String key, long value) {
         return add(key, GgufValueType.UINT64, value);
     }
 
-    GgufWriter addInt64(String key, long value) {
+    public GgufWriter addInt64(String key, long value) {
         return add(key, GgufValueType.INT64, value);
     }
 
-    GgufWriter addFloat32(String key, float value) {
+    public GgufWriter addFloat32(String key, float value) {
         return add(key, GgufValueType.FLOAT32, value);
     }
 
-    GgufWriter addFloat64(String key, double value) {
+    public GgufWriter addFloat64(String key, double value) {
         return add(key, GgufValueType.FLOAT64, value);
     }
 
-    GgufWriter addBool(String key, boolean value) {
+    public GgufWriter addBool(String key, boolean value) {
         return add(key, GgufValueType.BOOL, value);
     }
 
-    GgufWriter addString(String key, String value) {
+    public GgufWriter addString(String key, String value) {
         return add(key, GgufValueType.STRING, value);
     }
 
     /** Any array, nested ones included; {@code values} uses {@link GgufArray}'s representation. */
-    GgufWriter addArray(String key, GgufArray array) {
+    public GgufWriter addArray(String key, GgufArray array) {
         return add(key, GgufValueType.ARRAY, array);
     }
 
-    GgufWriter addArray(String key, GgufValueType elementType, Object values) {
+    public GgufWriter addArray(String key, GgufValueType elementType, Object values) {
         return addArray(key, new GgufArray(elementType, values));
     }
 
-    GgufWriter addStringArray(String key, String... values) {
+    public GgufWriter addStringArray(String key, String... values) {
         return addArray(key, GgufValueType.STRING, values);
     }
 
-    GgufWriter addFloat32Array(String key, float... values) {
+    public GgufWriter addFloat32Array(String key, float... values) {
         return addArray(key, GgufValueType.FLOAT32, values);
     }
 
-    GgufWriter addInt32Array(String key, int... values) {
+    public GgufWriter addInt32Array(String key, int... values) {
         return addArray(key, GgufValueType.INT32, values);
     }
 
-    GgufWriter addBoolArray(String key, boolean... values) {
+    public GgufWriter addBoolArray(String key, boolean... values) {
         byte[] bytes = new byte[values.length];
         for (int i = 0; i < values.length; i++) bytes[i] = (byte) (values[i] ? 1 : 0);
         return addArray(key, GgufValueType.BOOL, bytes);
@@ -161,7 +161,7 @@ final class GgufWriter {
      * keep their low bits, so unsigned values can be given as their signed bit pattern), a
      * {@link Boolean}, a {@link String} or a {@link GgufArray}.
      */
-    GgufWriter add(String key, GgufValueType type, Object value) {
+    public GgufWriter add(String key, GgufValueType type, Object value) {
         Out out = new Out();
         out.value(type, value);
         metadata.add(new Metadata(key, type.ordinal(), out.toByteArray()));
@@ -169,7 +169,7 @@ final class GgufWriter {
     }
 
     /** Adds {@code key} with any type id and the value bytes exactly as given (for unknown types, invalid bools, lies). */
-    GgufWriter addRaw(String key, long typeId, byte[] payload) {
+    public GgufWriter addRaw(String key, long typeId, byte[] payload) {
         metadata.add(new Metadata(key, typeId, payload.clone()));
         return this;
     }
@@ -177,46 +177,46 @@ final class GgufWriter {
     // ---- tensors ------------------------------------------------------------------------------
 
     /** Adds a tensor with {@code data} already in {@code type}'s encoding; {@code dims} in GGML order (innermost first). */
-    GgufWriter addTensor(String name, GgmlType type, byte[] data, long... dims) {
+    public GgufWriter addTensor(String name, GgmlType type, byte[] data, long... dims) {
         tensors.add(new Tensor(name, type.id, dims.clone(), data.clone()));
         return this;
     }
 
     /** Adds a tensor encoding {@code data} as {@code type}: F32, F16, Q8_0 or Q4_0. */
-    GgufWriter addTensor(String name, GgmlType type, float[] data, long... dims) {
+    public GgufWriter addTensor(String name, GgmlType type, float[] data, long... dims) {
         return addTensor(name, type, encode(type, data), dims);
     }
 
-    GgufWriter addF32Tensor(String name, float[] data, long... dims) {
+    public GgufWriter addF32Tensor(String name, float[] data, long... dims) {
         return addTensor(name, GgmlType.F32, f32Bytes(data), dims);
     }
 
-    GgufWriter addF16Tensor(String name, float[] data, long... dims) {
+    public GgufWriter addF16Tensor(String name, float[] data, long... dims) {
         return addTensor(name, GgmlType.F16, f16Bytes(data), dims);
     }
 
-    GgufWriter addQ8_0Tensor(String name, float[] data, long... dims) {
+    public GgufWriter addQ8_0Tensor(String name, float[] data, long... dims) {
         return addTensor(name, GgmlType.Q8_0, quantizeQ8_0(data), dims);
     }
 
-    GgufWriter addQ4_0Tensor(String name, float[] data, long... dims) {
+    public GgufWriter addQ4_0Tensor(String name, float[] data, long... dims) {
         return addTensor(name, GgmlType.Q4_0, quantizeQ4_0(data), dims);
     }
 
     /** Makes the header claim {@code offset} (relative to the data section) for tensor {@code name}. */
-    GgufWriter tensorOffset(String name, long offset) {
+    public GgufWriter tensorOffset(String name, long offset) {
         tensor(name).offsetOverride = offset;
         return this;
     }
 
     /** Makes the header claim type id {@code typeId} for tensor {@code name}. */
-    GgufWriter tensorTypeId(String name, long typeId) {
+    public GgufWriter tensorTypeId(String name, long typeId) {
         tensor(name).typeId = typeId;
         return this;
     }
 
     /** Makes the header claim {@code dims} for tensor {@code name} (any count, any values). */
-    GgufWriter tensorDims(String name, long... dims) {
+    public GgufWriter tensorDims(String name, long... dims) {
         tensor(name).dims = dims.clone();
         return this;
     }
@@ -228,7 +228,7 @@ final class GgufWriter {
 
     // ---- output -------------------------------------------------------------------------------
 
-    byte[] toBytes() {
+    public byte[] toBytes() {
         Out out = new Out();
         out.u32(magic);
         out.u32(version);
@@ -256,7 +256,7 @@ final class GgufWriter {
         return out.toByteArray();
     }
 
-    Path write(Path file) {
+    public Path write(Path file) {
         try {
             Files.write(file, toBytes());
             return file;
@@ -271,7 +271,7 @@ final class GgufWriter {
 
     // ---- encodings ----------------------------------------------------------------------------
 
-    static byte[] encode(GgmlType type, float[] data) {
+    public static byte[] encode(GgmlType type, float[] data) {
         return switch (type) {
             case F32 -> f32Bytes(data);
             case F16 -> f16Bytes(data);
@@ -281,14 +281,14 @@ final class GgufWriter {
         };
     }
 
-    static byte[] f32Bytes(float[] data) {
+    public static byte[] f32Bytes(float[] data) {
         ByteBuffer b = le(4 * data.length);
         for (float f : data) b.putFloat(f);
         return b.array();
     }
 
     /** IEEE half precision, round to nearest even: what GGML_FP32_TO_FP16 gives on F16C hardware. */
-    static byte[] f16Bytes(float[] data) {
+    public static byte[] f16Bytes(float[] data) {
         ByteBuffer b = le(2 * data.length);
         for (float f : data) b.putShort(Float.floatToFloat16(f));
         return b.array();
@@ -299,7 +299,7 @@ final class GgufWriter {
      * int8 {@code roundf(x * (1/d))}. It multiplies by the reciprocal rather than dividing, and
      * rounds half away from zero; both matter for bit-exactness.
      */
-    static byte[] quantizeQ8_0(float[] x) {
+    public static byte[] quantizeQ8_0(float[] x) {
         requireBlocks(x, 32);
         ByteBuffer b = le(x.length / 32 * 34);
         for (int block = 0; block < x.length; block += 32) {
@@ -319,7 +319,7 @@ final class GgufWriter {
      * byte j holds element j in its low nibble and element j + 16 in its high nibble, each
      * {@code min(15, (int) (x * (1/d) + 8.5))}.
      */
-    static byte[] quantizeQ4_0(float[] x) {
+    public static byte[] quantizeQ4_0(float[] x) {
         requireBlocks(x, 32);
         ByteBuffer b = le(x.length / 32 * 18);
         for (int block = 0; block < x.length; block += 32) {
@@ -427,7 +427,7 @@ final class GgufWriter {
             }
         }
 
-        byte[] toByteArray() {
+        public byte[] toByteArray() {
             return buf.toByteArray();
         }
     }

@@ -11,14 +11,14 @@ import java.util.Random;
  * forward pass can be tested without real model files. The same {@link Spec} always gives the
  * same bytes.
  */
-final class TinyModels {
+public final class TinyModels {
     static final int UNK = 0;
     static final int BOS = 1;
     static final int EOS = 2;
     /** Id of the byte token {@code <0x00>}; byte b is {@code FIRST_BYTE_TOKEN + b}. */
     static final int FIRST_BYTE_TOKEN = 3;
     /** Normal pieces after the byte tokens, best (highest score) first. */
-    static final List<String> PIECES = List.of(
+    public static final List<String> PIECES = List.of(
             "▁", "▁a", "▁the", "▁cat", "▁sat", "▁on", "▁mat", "▁Once", "▁upon", "▁time",
             "e", "t", "a", "o", "n", "h", "s", "th", "he", "the", "at", "on", ".", ",");
 
@@ -31,10 +31,10 @@ final class TinyModels {
     private TinyModels() {}
 
     /** Shape and encoding of a tiny model; build with {@link #builder()}. */
-    record Spec(int dim, int layers, int heads, int kvHeads, int ffn, int contextLength, float rmsEps,
+    public record Spec(int dim, int layers, int heads, int kvHeads, int ffn, int contextLength, float rmsEps,
                 Float ropeFreqBase, Integer ropeDimensionCount, GgmlType weightType, boolean tiedOutput, long seed) {
 
-        Spec {
+        public Spec {
             if (heads <= 0 || kvHeads <= 0 || dim % heads != 0 || heads % kvHeads != 0) {
                 throw new IllegalArgumentException("need dim % heads == 0 and heads % kvHeads == 0");
             }
@@ -44,25 +44,25 @@ final class TinyModels {
             GgufWriter.encode(weightType, new float[weightType.blockSize]); // fails early for types it cannot write
         }
 
-        int headDim() {
+        public int headDim() {
             return dim / heads;
         }
 
-        int kvDim() {
+        public int kvDim() {
             return kvHeads * headDim();
         }
 
-        int vocabSize() {
+        public int vocabSize() {
             return vocabulary().size();
         }
 
-        static Builder builder() {
+        public static Builder builder() {
             return new Builder();
         }
     }
 
     /** Defaults: dim 64, 2 layers, 4 heads / 2 KV heads (grouped-query), ffn 96, context 128, eps 1e-5, F32, untied, seed 42. */
-    static final class Builder {
+    public static final class Builder {
         private int dim = 64;
         private int layers = 2;
         private int heads = 4;
@@ -76,34 +76,34 @@ final class TinyModels {
         private boolean tiedOutput;
         private long seed = 42;
 
-        Builder dim(int v) { dim = v; return this; }
-        Builder layers(int v) { layers = v; return this; }
-        Builder heads(int v) { heads = v; return this; }
-        Builder kvHeads(int v) { kvHeads = v; return this; }
-        Builder ffn(int v) { ffn = v; return this; }
-        Builder contextLength(int v) { contextLength = v; return this; }
-        Builder rmsEps(float v) { rmsEps = v; return this; }
+        public Builder dim(int v) { dim = v; return this; }
+        public Builder layers(int v) { layers = v; return this; }
+        public Builder heads(int v) { heads = v; return this; }
+        public Builder kvHeads(int v) { kvHeads = v; return this; }
+        public Builder ffn(int v) { ffn = v; return this; }
+        public Builder contextLength(int v) { contextLength = v; return this; }
+        public Builder rmsEps(float v) { rmsEps = v; return this; }
         /** Written as {@code llama.rope.freq_base}; absent (null) by default, like the stories models. */
-        Builder ropeFreqBase(Float v) { ropeFreqBase = v; return this; }
+        public Builder ropeFreqBase(Float v) { ropeFreqBase = v; return this; }
         /** Written as {@code llama.rope.dimension_count}; absent (null) by default. */
-        Builder ropeDimensionCount(Integer v) { ropeDimensionCount = v; return this; }
+        public Builder ropeDimensionCount(Integer v) { ropeDimensionCount = v; return this; }
         /** Type of the matrices (embedding, output, attention, FFN): F32, F16, Q8_0 or Q4_0. Norms stay F32. */
-        Builder weightType(GgmlType v) { weightType = v; return this; }
+        public Builder weightType(GgmlType v) { weightType = v; return this; }
         /** When true there is no {@code output.weight}: the output projection reuses {@code token_embd.weight}. */
-        Builder tiedOutput(boolean v) { tiedOutput = v; return this; }
-        Builder seed(long v) { seed = v; return this; }
+        public Builder tiedOutput(boolean v) { tiedOutput = v; return this; }
+        public Builder seed(long v) { seed = v; return this; }
 
-        Spec build() {
+        public Spec build() {
             return new Spec(dim, layers, heads, kvHeads, ffn, contextLength, rmsEps, ropeFreqBase, ropeDimensionCount,
                     weightType, tiedOutput, seed);
         }
     }
 
     /** One tensor before encoding: {@code dims} in GGML order, {@code values} row-major over them. */
-    record Weight(String name, GgmlType type, long[] dims, float[] values) {}
+    public record Weight(String name, GgmlType type, long[] dims, float[] values) {}
 
     /** All tokens, by id: {@code <unk>}, {@code <s>}, {@code </s>}, the 256 byte tokens, then {@link #PIECES}. */
-    static List<String> vocabulary() {
+    public static List<String> vocabulary() {
         List<String> tokens = new ArrayList<>(List.of("<unk>", "<s>", "</s>"));
         for (int b = 0; b < 256; b++) tokens.add(String.format("<0x%02X>", b));
         tokens.addAll(PIECES);
@@ -111,7 +111,7 @@ final class TinyModels {
     }
 
     /** The model's tensors with their exact float values (before F16/Q8_0/Q4_0 rounding), in file order. */
-    static List<Weight> weights(Spec spec) {
+    public static List<Weight> weights(Spec spec) {
         Random random = new Random(spec.seed());
         int vocab = spec.vocabSize();
         GgmlType wt = spec.weightType();
@@ -137,7 +137,7 @@ final class TinyModels {
     }
 
     /** A writer holding the whole model, so a test can add or break something before writing it. */
-    static GgufWriter writer(Spec spec) {
+    public static GgufWriter writer(Spec spec) {
         GgufWriter w = new GgufWriter()
                 .addString("general.architecture", "llama")
                 .addString("general.name", "tiny-llama")
@@ -163,7 +163,7 @@ final class TinyModels {
         return w;
     }
 
-    static Path write(Path file, Spec spec) {
+    public static Path write(Path file, Spec spec) {
         return writer(spec).write(file);
     }
 

@@ -1,0 +1,261 @@
+package io.kvstash.engine.kernel;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.kvstash.engine.gguf.GgmlType;
+import io.kvstash.engine.gguf.GgufWriter;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Random;
+import jdk.incubator.vector.FloatVector;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * Every kernel's SIMD path against its scalar twin on seeded random data. The build runs this
+ * class once per vector width ({@code -Dkvstash.vector.bits=0,128,256,512}, see the engine POM);
+ * at width 0 the dispatching entry points must equal the scalar reference exactly.
+ */
+class KernelParityTest {
+    private final Arena arena = Arena.ofConfined();
+
+    @BeforeAll
+    static void requireWidth() {
+        String forced = System.getProperty(Simd.PROPERTY);
+        if (forced != null && !forced.isBlank()) {
+            assumeTrue(Integer.parseInt(forced.trim()) <= FloatVector.SPECIES_PREFERRED.vectorBitSize(),
+                    "this machine has no " + forced + "-bit vectors: skipping that width");
+        }
+        System.out.println("kernel parity at " + Simd.describe());
+    }
+
+    @AfterEach
+    void close() {
+        arena.close();
+    }
+
+    private WeightMatrix matrix(GgmlType type, float[] values, int rows, int cols) {
+        byte[] bytes = switch (type) {
+            case BF16 -> bf16(values);
+            default -> GgufWriter.encode(type, values);
+        };
+        MemorySegment seg = arena.allocate(bytes.length, 64);
+        MemorySegment.copy(bytes, 0, seg, ValueLayout.JAVA_BYTE, 0, bytes.length);
+        return switch (type) {
+            case F32 -> new F32Matrix("w", seg, rows, cols);
+            case F16 -> new F16Matrix("w", seg, rows, cols);
+            case BF16 -> new BF16Matrix("w", seg, rows, cols);
+            case Q8_0 -> new Q8_0Matrix("w", seg, rows, cols);
+            case Q4_0 -> new Q4_0Matrix("w", seg, rows, cols);
+            default -> throw new IllegalArgumentException(type.toString());
+        };
+    }
+
+    private static byte[] bf16(float[] v) {
+        byte[] out = new byte[v.length * 2];
+        for (int i = 0; i < v.length; i++) {
+            int bits = Float.floatToRawIntBits(v[i]) >>> 16;
+            out[2 * i] = (byte) bits;
+            out[2 * i + 1] = (byte) (bits >>> 8);
+        }
+        return out;
+    }
+
+    private static float[] random(Random r, int n, float scale) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) {
+            a[i] = (float) r.nextGaussian() * scale;
+        }
+        return a;
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"F32", "F16", "BF16", "Q8_0", "Q4_0"})
+    void shouldMatchScalarTwinWhenMultiplyingRandomMatrices(GgmlType type) {
+        Random r = new Random(1234 + type.ordinal());
+        // Column counts cover whole vectors, tails (F32/F16/BF16 only) and several quant blocks.
+        int[] colChoices = type.blockSize == 1 ? new int[] {7, 48, 100, 288} : new int[] {32, 96, 288};
+        for (int cols : colChoices) {
+            int rows = 13;
+            WeightMatrix w = matrix(type, random(r, rows * cols, 0.5f), rows, cols);
+            float[] x = random(r, 5 * cols, 1f);
+            float[] rowRef = new float[cols];
+            float[] rowGot = new float[cols];
+            for (int row = 0; row < rows; row++) {
+                w.dequantizeRowScalar(row, rowRef, 0);
+                w.dequantizeRow(row, rowGot, 0);
+                assertArrayEqualsExactly(rowRef, rowGot, type + " dequantize row " + row + " cols " + cols);
+                for (int c = 0; c < cols; c++) {
+                    assertEquals(rowRef[c], w.get(row, c), 0f, type + " get(" + row + "," + c + ")");
+                }
+                for (int t = 0; t < 5; t++) {
+                    float ref = w.dotScalar(row, x, t * cols);
+                    float got = w.dot(row, x, t * cols);
+                    assertClose(ref, got, magnitude(rowRef, x, t * cols), type + " dot row " + row + " cols " + cols);
+                }
+            }
+            float[] outVec = new float[rows];
+            w.matVec(x, cols, outVec, 0, 0, rows);
+            float[] outMat = new float[5 * rows];
+            float[] scratch = new float[cols];
+            w.matMul(x, 5, outMat, 0, rows, 2, rows, scratch);
+            w.matMul(x, 5, outMat, 0, rows, 0, 2, scratch);
+            for (int row = 0; row < rows; row++) {
+                w.dequantizeRowScalar(row, rowRef, 0);
+                assertClose(w.dotScalar(row, x, cols), outVec[row], magnitude(rowRef, x, cols), type + " matVec row " + row);
+                for (int t = 0; t < 5; t++) {
+                    assertClose(w.dotScalar(row, x, t * cols), outMat[t * rows + row], magnitude(rowRef, x, t * cols),
+                            type + " matMul row " + row + " token " + t);
+                }
+            }
+        }
+    }
+
+    @Test
+    void shouldConvertEveryHalfFloatExactly() {
+        int n = 1 << 16;
+        float[] values = new float[n];
+        byte[] bytes = new byte[2 * n];
+        for (int i = 0; i < n; i++) {
+            bytes[2 * i] = (byte) i;
+            bytes[2 * i + 1] = (byte) (i >>> 8);
+            values[i] = Float.float16ToFloat((short) i);
+        }
+        MemorySegment seg = arena.allocate(bytes.length, 64);
+        MemorySegment.copy(bytes, 0, seg, ValueLayout.JAVA_BYTE, 0, bytes.length);
+        WeightMatrix w = new F16Matrix("all-halves", seg, n / 256, 256);
+        float[] row = new float[256];
+        for (int r = 0; r < n / 256; r++) {
+            w.dequantizeRow(r, row, 0);
+            for (int c = 0; c < 256; c++) {
+                float expected = values[r * 256 + c];
+                assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(row[c]),
+                        "half 0x" + Integer.toHexString(r * 256 + c) + " → " + expected + " but got " + row[c]);
+            }
+        }
+    }
+
+    @Test
+    void shouldMatchScalarWhenComputingVectorMath() {
+        Random r = new Random(99);
+        for (int n : new int[] {1, 5, 16, 48, 100, 288, 1000}) {
+            float[] a = random(r, n + 3, 1f);
+            float[] b = random(r, n + 3, 1f);
+            assertClose(VectorMath.dotScalar(a, 3, b, 1, n), VectorMath.dot(a, 3, b, 1, n), magnitude(a, 3, b, 1, n), "dot n=" + n);
+
+            float[] w = random(r, n, 1f);
+            float[] x4 = random(r, 4 * n, 1f);
+            float[] out = new float[4 * 3];
+            VectorMath.dot4(w, x4, 0, n, out, 1, 3);
+            for (int t = 0; t < 4; t++) {
+                assertClose(VectorMath.dotScalar(w, 0, x4, t * n, n), out[1 + 3 * t], magnitude(w, 0, x4, t * n, n), "dot4 n=" + n);
+            }
+
+            float[] y = random(r, n, 1f);
+            float[] yRef = y.clone();
+            VectorMath.axpy(0.7f, a, 0, y, 0, n);
+            for (int i = 0; i < n; i++) {
+                yRef[i] += 0.7f * a[i];
+                assertEquals(yRef[i], y[i], 1e-5f * (1 + Math.abs(yRef[i])), "axpy");
+            }
+
+            float[] weight = random(r, n, 1f);
+            float[] norm = new float[n];
+            VectorMath.rmsNorm(a, 0, weight, 1e-5f, norm, 0, n);
+            double ss = 0;
+            for (int i = 0; i < n; i++) {
+                ss += (double) a[i] * a[i];
+            }
+            double inv = 1 / Math.sqrt(ss / n + 1e-5);
+            for (int i = 0; i < n; i++) {
+                assertEquals(a[i] * inv * weight[i], norm[i], 1e-5 * (1 + Math.abs(norm[i])), "rmsNorm");
+            }
+
+            float[] gate = random(r, n, 2f);
+            float[] up = random(r, n, 2f);
+            float[] g = gate.clone();
+            VectorMath.swiglu(g, 0, up, 0, n);
+            for (int i = 0; i < n; i++) {
+                double expected = gate[i] / (1 + Math.exp(-gate[i])) * up[i];
+                assertEquals(expected, g[i], 1e-5 * (1 + Math.abs(expected)), "swiglu");
+            }
+
+            float[] s = random(r, n, 3f);
+            float[] sm = s.clone();
+            VectorMath.softmax(sm, 0, n);
+            double max = Double.NEGATIVE_INFINITY;
+            for (float v : s) {
+                max = Math.max(max, v);
+            }
+            double sum = 0;
+            for (float v : s) {
+                sum += Math.exp(v - max);
+            }
+            for (int i = 0; i < n; i++) {
+                assertEquals(Math.exp(s[i] - max) / sum, sm[i], 1e-6, "softmax");
+            }
+        }
+    }
+
+    @Test
+    void shouldMatchScalarWhenAttendingOverKvMemory() {
+        Random r = new Random(7);
+        for (int n : new int[] {8, 48, 64, 100}) {
+            float[] values = random(r, n, 1f);
+            float[] q = random(r, n, 1f);
+            MemorySegment f32 = arena.allocate(4L * n, 64);
+            MemorySegment f16 = arena.allocate(2L * n, 64);
+            KvKernels.storeF32(values, 0, f32, 0, n);
+            KvKernels.storeF16(values, 0, f16, 0, n);
+            assertClose(KvKernels.dotF32Scalar(f32, 0, q, 0, n), KvKernels.dotF32(f32, 0, q, 0, n), magnitude(values, 0, q, 0, n), "kv dot f32");
+            assertClose(KvKernels.dotF16Scalar(f16, 0, q, 0, n), KvKernels.dotF16(f16, 0, q, 0, n), magnitude(values, 0, q, 0, n), "kv dot f16");
+            float[] a = random(r, n, 1f);
+            float[] b = a.clone();
+            KvKernels.axpyF32(0.3f, f32, 0, a, 0, n);
+            KvKernels.axpyF32Scalar(0.3f, f32, 0, b, 0, n);
+            assertArrayClose(b, a, "kv axpy f32");
+            a = random(r, n, 1f);
+            b = a.clone();
+            KvKernels.axpyF16(0.3f, f16, 0, a, 0, n);
+            KvKernels.axpyF16Scalar(0.3f, f16, 0, b, 0, n);
+            assertArrayClose(b, a, "kv axpy f16");
+        }
+    }
+
+    private static double magnitude(float[] row, float[] x, int xOff) {
+        return magnitude(row, 0, x, xOff, row.length);
+    }
+
+    private static double magnitude(float[] a, int aOff, float[] b, int bOff, int n) {
+        double m = 0;
+        for (int i = 0; i < n; i++) {
+            m += Math.abs((double) a[aOff + i] * b[bOff + i]);
+        }
+        return m;
+    }
+
+    /** Summation order differs between paths; the error bound scales with Σ|aᵢbᵢ|. */
+    private static void assertClose(double expected, double actual, double magnitude, String what) {
+        double tol = 1e-5 * Math.max(1, magnitude);
+        assertTrue(Math.abs(expected - actual) <= tol, what + ": expected " + expected + " got " + actual + " (tolerance " + tol + ")");
+    }
+
+    private static void assertArrayClose(float[] expected, float[] actual, String what) {
+        for (int i = 0; i < expected.length; i++) {
+            assertEquals(expected[i], actual[i], 1e-5f * (1 + Math.abs(expected[i])), what + " [" + i + "]");
+        }
+    }
+
+    private static void assertArrayEqualsExactly(float[] expected, float[] actual, String what) {
+        for (int i = 0; i < expected.length; i++) {
+            assertEquals(Float.floatToRawIntBits(expected[i]), Float.floatToRawIntBits(actual[i]),
+                    what + " [" + i + "]: " + expected[i] + " vs " + actual[i]);
+        }
+    }
+}
