@@ -1,0 +1,70 @@
+package io.kvstash.engine.tokenizer;
+
+import io.kvstash.engine.gguf.GgufFile;
+
+/**
+ * Turns text into token ids and back, the way llama.cpp does for the same GGUF vocabulary, so
+ * that prompts, KV-cache keys and reference data agree token for token.
+ *
+ * <p>Implementations are immutable and safe to share between threads; the {@link TokenDecoder}s
+ * they hand out are not (one per stream).
+ */
+public interface Tokenizer {
+
+    /**
+     * Tokenizes {@code text}.
+     *
+     * @param addBos       put {@link #bos()} first (see {@link #addBosByDefault()} for what the model expects)
+     * @param parseSpecial whether control tokens such as {@code <s>} written in the text become their ids;
+     *                     keep it off for user text, so that a user cannot forge control tokens.
+     *                     User-defined tokens are matched either way, as llama.cpp does.
+     */
+    int[] encode(String text, boolean addBos, boolean parseSpecial);
+
+    /**
+     * The text of {@code ids}, as llama.cpp's detokenizer gives it without special tokens: control,
+     * unknown and unused tokens add nothing, byte tokens are reassembled into UTF-8 (bytes that do
+     * not form a character become U+FFFD). For a vocabulary with a space prefix, one leading space
+     * is removed from the piece of the <em>first id in the array</em> only: after a leading BOS the
+     * space stays, exactly as in llama.cpp. With a Llama vocabulary, {@code decode(encode(t, false, false))}
+     * is {@code t} and {@code decode(encode(t, true, false))} is {@code " " + t} for non-empty {@code t}.
+     *
+     * @throws IllegalArgumentException if an id is outside the vocabulary
+     */
+    String decode(int[] ids);
+
+    /** The vocabulary entry of {@code id} as stored in the GGUF file (e.g. {@code "▁Once"}, {@code "<0x0A>"}). */
+    String piece(int id);
+
+    int vocabularySize();
+
+    int bos();
+
+    int eos();
+
+    /** Whether the model wants BOS in front of a prompt ({@code tokenizer.ggml.add_bos_token}). */
+    boolean addBosByDefault();
+
+    /** Whether generating {@code id} ends the generation (EOS, and EOT/EOM where the vocabulary names them). */
+    boolean isEndOfGeneration(int id);
+
+    /** A streaming decoder whose concatenated output equals {@link #decode} of the same ids. */
+    TokenDecoder newDecoder();
+
+    /**
+     * The tokenizer that {@code tokenizer.ggml.model} names.
+     *
+     * @throws IllegalArgumentException if the file has no tokenizer or one of a kind not supported yet
+     */
+    static Tokenizer fromGguf(GgufFile file) {
+        String model = file.getString("tokenizer.ggml.model", null);
+        if (model == null) {
+            throw new IllegalArgumentException(file.path() + " has no tokenizer (metadata 'tokenizer.ggml.model' is missing)");
+        }
+        return switch (model) {
+            case "llama" -> SentencePieceTokenizer.fromGguf(file);
+            default -> throw new IllegalArgumentException("tokenizer model '" + model + "' of " + file.path()
+                    + " is not supported (supported: 'llama' SentencePiece)");
+        };
+    }
+}
