@@ -42,12 +42,21 @@ public final class Main implements Runnable {
         cli.setExecutionExceptionHandler((e, c, parsed) -> {
             boolean verbose = parsed.hasMatchedOption("--verbose");
             String message = e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
-            err.println("kvstash " + c.getCommandName() + ": " + message);
+            err.println("kvstash " + c.getCommandName() + ": " + (isBadInput(e) ? "" : "internal error: ") + message);
             if (verbose) {
                 e.printStackTrace(err);
             }
-            return e instanceof OutOfMemoryError || e instanceof InternalError ? 1 : EXIT_BAD_INPUT;
+            return isBadInput(e) ? EXIT_BAD_INPUT : 1;
         });
         return cli.execute(args);
+    }
+
+    /** Problems with what the user gave us (files, values), as opposed to defects in kvstash. */
+    static boolean isBadInput(Exception e) {
+        return e instanceof IllegalArgumentException
+                || e instanceof io.kvstash.engine.gguf.GgufFormatException
+                || e instanceof io.kvstash.engine.model.ModelFormatException
+                || e instanceof io.kvstash.engine.ContextOverflowException
+                || e instanceof java.io.IOException;
     }
 }

@@ -134,13 +134,13 @@ public final class InferenceEngine implements AutoCloseable {
         int produced = 0;
         String reason = "length";
         TokenDecoder decoder = tokenizer.newDecoder();
+        // The continuation follows the prompt: its first piece keeps its leading space, as it
+        // would after any earlier token (the decoder strips it only at the start of a text).
+        decoder.next(tokenizer.bos());
         try (KvCache cache = newSequence()) {
             forward(cache, prompt, 0, prompt.length, prompt.length - 1, logits);
             while (produced < maxTokens) {
-                int window = Math.min(params.repetitionWindow(), prompt.length + produced);
-                int recentStart = prompt.length + produced - window;
-                int[] recent = history;
-                int token = sampler.sample(logits, copyRecent(recent, recentStart, window), window);
+                int token = sampler.sample(logits, history, prompt.length + produced);
                 if (tokenizer.isEndOfGeneration(token)) {
                     reason = "stop";
                     break;
@@ -168,21 +168,10 @@ public final class InferenceEngine implements AutoCloseable {
         return new Generation(prompt.length, java.util.Arrays.copyOf(history, prompt.length + produced), reason);
     }
 
-    private int[] recentScratch = new int[0];
-
-    private int[] copyRecent(int[] history, int start, int n) {
-        if (recentScratch.length < n) {
-            recentScratch = new int[Math.max(n, 64)];
-        }
-        System.arraycopy(history, start, recentScratch, 0, n);
-        return recentScratch;
-    }
-
     @Override
     public void close() {
         kvStore.close();
         pool.close();
         file.close();
     }
-
 }
