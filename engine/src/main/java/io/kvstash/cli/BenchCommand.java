@@ -28,8 +28,8 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--runs", paramLabel = "N", description = "Measured runs (default 5).")
     int runs = 5;
 
-    @Option(names = "--warmup", paramLabel = "N", description = "Warm-up runs, not measured (default 2).")
-    int warmup = 2;
+    @Option(names = "--warmup", paramLabel = "N", description = "Warm-up runs, not measured (default 6: enough for the JIT to finish the kernels).")
+    int warmup = 6;
 
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;

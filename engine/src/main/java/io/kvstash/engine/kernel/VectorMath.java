@@ -36,49 +36,83 @@ public final class VectorMath {
     }
 
     /**
-     * Four dot products of {@code w[0..n)} with the four consecutive vectors
-     * {@code x[xOff + t·n .. +n)}, t = 0..3, into {@code out[outOff + t·outStride]}: each load of
-     * {@code w} serves four tokens.
+     * {@code xT[c · nPad + t] = x[t · cols + c]} for {@code n} tokens, zero for the padding
+     * tokens {@code [n, nPad)}: the activation layout {@link WeightMatrix#matMul} reads.
      */
-    public static void dot4(float[] w, float[] x, int xOff, int n, float[] out, int outOff, int outStride) {
+    public static void transpose(float[] x, int n, int cols, float[] xT, int nPad) {
+        for (int c = 0; c < cols; c++) {
+            int row = c * nPad;
+            for (int t = 0; t < n; t++) {
+                xT[row + t] = x[t * cols + c];
+            }
+            for (int t = n; t < nPad; t++) {
+                xT[row + t] = 0f;
+            }
+        }
+    }
+
+    /**
+     * Four weight rows ({@code w[i · cols ..]}, i = 0..3) times the transposed activations
+     * {@code xT (cols, nPad)}: {@code out[outOff + t · outStride + i] = Σ_c w[i][c] · xT[c][t]}
+     * for tokens {@code t < n}. {@code lanes[lanesOff ..]} is scratch of {@code 8 · Simd.FL} floats.
+     */
+    static void tile4(float[] w, int cols, float[] xT, int n, int nPad, float[] out, int outOff, int outStride, float[] lanes, int lanesOff) {
         if (!Simd.ENABLED) {
-            for (int t = 0; t < 4; t++) {
-                out[outOff + t * outStride] = dotScalar(w, 0, x, xOff + t * n, n);
+            for (int i = 0; i < 4; i++) {
+                for (int t = 0; t < n; t++) {
+                    float sum = 0f;
+                    for (int c = 0; c < cols; c++) {
+                        sum += w[i * cols + c] * xT[c * nPad + t];
+                    }
+                    out[outOff + t * outStride + i] = sum;
+                }
             }
             return;
         }
-        FloatVector a0 = FloatVector.zero(Simd.F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
-        int x0 = xOff;
-        int x1 = xOff + n;
-        int x2 = xOff + 2 * n;
-        int x3 = xOff + 3 * n;
-        int i = 0;
-        int bound = Simd.F.loopBound(n);
-        for (; i < bound; i += Simd.FL) {
-            FloatVector wv = FloatVector.fromArray(Simd.F, w, i);
-            a0 = wv.fma(FloatVector.fromArray(Simd.F, x, x0 + i), a0);
-            a1 = wv.fma(FloatVector.fromArray(Simd.F, x, x1 + i), a1);
-            a2 = wv.fma(FloatVector.fromArray(Simd.F, x, x2 + i), a2);
-            a3 = wv.fma(FloatVector.fromArray(Simd.F, x, x3 + i), a3);
+        int fl = Simd.FL;
+        for (int tt = 0; tt < n; tt += 2 * fl) {
+            FloatVector a00 = FloatVector.zero(Simd.F);
+            FloatVector a01 = a00;
+            FloatVector a10 = a00;
+            FloatVector a11 = a00;
+            FloatVector a20 = a00;
+            FloatVector a21 = a00;
+            FloatVector a30 = a00;
+            FloatVector a31 = a00;
+            for (int c = 0, xo = tt; c < cols; c++, xo += nPad) {
+                FloatVector x0 = FloatVector.fromArray(Simd.F, xT, xo);
+                FloatVector x1 = FloatVector.fromArray(Simd.F, xT, xo + fl);
+                FloatVector w0 = FloatVector.broadcast(Simd.F, w[c]);
+                FloatVector w1 = FloatVector.broadcast(Simd.F, w[cols + c]);
+                FloatVector w2 = FloatVector.broadcast(Simd.F, w[2 * cols + c]);
+                FloatVector w3 = FloatVector.broadcast(Simd.F, w[3 * cols + c]);
+                a00 = x0.fma(w0, a00);
+                a01 = x1.fma(w0, a01);
+                a10 = x0.fma(w1, a10);
+                a11 = x1.fma(w1, a11);
+                a20 = x0.fma(w2, a20);
+                a21 = x1.fma(w2, a21);
+                a30 = x0.fma(w3, a30);
+                a31 = x1.fma(w3, a31);
+            }
+            // Lanes are tokens: spill the tile and scatter it into token-major output.
+            a00.intoArray(lanes, lanesOff);
+            a01.intoArray(lanes, lanesOff + fl);
+            a10.intoArray(lanes, lanesOff + 2 * fl);
+            a11.intoArray(lanes, lanesOff + 3 * fl);
+            a20.intoArray(lanes, lanesOff + 4 * fl);
+            a21.intoArray(lanes, lanesOff + 5 * fl);
+            a30.intoArray(lanes, lanesOff + 6 * fl);
+            a31.intoArray(lanes, lanesOff + 7 * fl);
+            int count = Math.min(2 * fl, n - tt);
+            for (int t = 0; t < count; t++) {
+                int o = outOff + (tt + t) * outStride;
+                out[o] = lanes[lanesOff + t];
+                out[o + 1] = lanes[lanesOff + 2 * fl + t];
+                out[o + 2] = lanes[lanesOff + 4 * fl + t];
+                out[o + 3] = lanes[lanesOff + 6 * fl + t];
+            }
         }
-        float s0 = a0.reduceLanes(VectorOperators.ADD);
-        float s1 = a1.reduceLanes(VectorOperators.ADD);
-        float s2 = a2.reduceLanes(VectorOperators.ADD);
-        float s3 = a3.reduceLanes(VectorOperators.ADD);
-        for (; i < n; i++) {
-            float wi = w[i];
-            s0 += wi * x[x0 + i];
-            s1 += wi * x[x1 + i];
-            s2 += wi * x[x2 + i];
-            s3 += wi * x[x3 + i];
-        }
-        out[outOff] = s0;
-        out[outOff + outStride] = s1;
-        out[outOff + 2 * outStride] = s2;
-        out[outOff + 3 * outStride] = s3;
     }
 
     /** {@code y[yOff..+n) += a · x[xOff..+n)}. */

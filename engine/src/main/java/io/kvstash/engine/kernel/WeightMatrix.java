@@ -17,9 +17,6 @@ import java.nio.ByteOrder;
 public abstract sealed class WeightMatrix permits F32Matrix, F16Matrix, BF16Matrix, Q8_0Matrix, Q4_0Matrix {
     static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    /** Tokens multiplied together in the inner tile of {@link #matMul}. */
-    static final int TOKEN_TILE = 4;
-
     protected final String name;
     protected final MemorySegment data;
     public final int rows;
@@ -112,22 +109,47 @@ public abstract sealed class WeightMatrix permits F32Matrix, F16Matrix, BF16Matr
         }
     }
 
+    /** Rows decoded together in {@link #matMul}. */
+    public static final int ROW_TILE = 4;
+
+    /** Floats of row scratch {@link #matMul} needs for rows of {@code cols}. */
+    public static int scratchSize(int cols) {
+        return ROW_TILE * cols + 8 * Simd.FL;
+    }
+
+    /** Tokens per column of the transposed activations: a multiple of two vectors. */
+    public static int paddedTokens(int n) {
+        int tile = 2 * Simd.FL;
+        return (n + tile - 1) / tile * tile;
+    }
+
     /**
-     * Batched product for prefill: {@code x} holds {@code n} activation vectors of {@code cols}
-     * floats, {@code out} receives {@code n} vectors of {@code outStride} floats from {@code outOff} on, of which rows
-     * {@code [r0, r1)} are written. Each weight row is decoded once into {@code rowScratch} (at
-     * least {@code cols} floats) and reused for all {@code n} tokens, four at a time, so the cost of
-     * decoding a quantized format is spread over the whole batch.
+     * Batched product for prefill. {@code xT} holds the activations transposed,
+     * {@code (cols, paddedTokens(n))} (see {@link VectorMath#transpose}); {@code out} receives
+     * {@code n} vectors of {@code outStride} floats from {@code outOff} on, of which rows
+     * {@code [r0, r1)} are written. {@code rowScratch} needs {@link #scratchSize} floats.
+     *
+     * <p>Four weight rows are decoded once into {@code rowScratch} and reused for every token;
+     * the inner loop broadcasts one weight per row against vectors of tokens, so it needs no
+     * horizontal reductions and does two loads per eight FMAs.
      */
-    public final void matMul(float[] x, int n, float[] out, int outOff, int outStride, int r0, int r1, float[] rowScratch) {
-        for (int r = r0; r < r1; r++) {
-            dequantizeRow(r, rowScratch, 0);
-            int t = 0;
-            for (; t + TOKEN_TILE <= n; t += TOKEN_TILE) {
-                VectorMath.dot4(rowScratch, x, t * cols, cols, out, outOff + t * outStride + r, outStride);
+    public final void matMul(float[] xT, int n, float[] out, int outOff, int outStride, int r0, int r1, float[] rowScratch) {
+        int nPad = paddedTokens(n);
+        int r = r0;
+        for (; r + ROW_TILE <= r1; r += ROW_TILE) {
+            for (int i = 0; i < ROW_TILE; i++) {
+                dequantizeRow(r + i, rowScratch, i * cols);
             }
-            for (; t < n; t++) {
-                out[outOff + t * outStride + r] = VectorMath.dot(rowScratch, 0, x, t * cols, cols);
+            VectorMath.tile4(rowScratch, cols, xT, n, nPad, out, outOff + r, outStride, rowScratch, ROW_TILE * cols);
+        }
+        for (; r < r1; r++) {
+            dequantizeRow(r, rowScratch, 0);
+            for (int t = 0; t < n; t++) {
+                float sum = 0f;
+                for (int c = 0; c < cols; c++) {
+                    sum += rowScratch[c] * xT[c * nPad + t];
+                }
+                out[outOff + t * outStride + r] = sum;
             }
         }
     }

@@ -33,7 +33,8 @@ public final class ForwardPass {
     private final float[] hb2;    // (batch, ffnDim) up
     private final float[] ropeCos; // (batch, ropeDims/2)
     private final float[] ropeSin; // (batch, ropeDims/2)
-    private final float[][] rowScratch; // (worker, maxColumns)
+    private final float[][] rowScratch; // (worker, WeightMatrix.scratchSize(maxColumns))
+    private final float[] xT;           // (maxColumns, paddedTokens(maxBatch)) transposed input of a batched product
     private float[][] scores;           // (worker, positions) grows with the context
 
     private final MatTask matTask = new MatTask();
@@ -58,7 +59,8 @@ public final class ForwardPass {
         hb2 = new float[maxBatch * c.ffnDim()];
         ropeCos = new float[maxBatch * c.ropeDims() / 2];
         ropeSin = new float[maxBatch * c.ropeDims() / 2];
-        rowScratch = new float[pool.threads()][model.maxColumns()];
+        rowScratch = new float[pool.threads()][WeightMatrix.scratchSize(model.maxColumns())];
+        xT = new float[model.maxColumns() * WeightMatrix.paddedTokens(maxBatch)];
         scores = new float[pool.threads()][KvGeometry.DEFAULT_CHUNK_TOKENS];
     }
 
@@ -240,8 +242,11 @@ public final class ForwardPass {
             for (int i = 0; i < count; i++) {
                 rows += w[i].rows;
             }
+            if (n > 1) {
+                VectorMath.transpose(in, n, w0.cols, xT, WeightMatrix.paddedTokens(n));
+            }
             try {
-                pool.run(this, rows, 8);
+                pool.run(this, rows, WeightMatrix.ROW_TILE);
             } finally {
                 this.in = null;
                 for (int i = 0; i < 3; i++) {
@@ -263,7 +268,7 @@ public final class ForwardPass {
                     if (n == 1) {
                         m.matVec(in, 0, out[i], outOff, lo, hi);
                     } else {
-                        m.matMul(in, n, out[i], outOff, stride, lo, hi, rowScratch[worker]);
+                        m.matMul(xT, n, out[i], outOff, stride, lo, hi, rowScratch[worker]);
                     }
                 }
                 base += m.rows;

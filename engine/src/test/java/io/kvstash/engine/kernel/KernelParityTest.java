@@ -103,9 +103,12 @@ class KernelParityTest {
             float[] outVec = new float[rows];
             w.matVec(x, cols, outVec, 0, 0, rows);
             float[] outMat = new float[5 * rows];
-            float[] scratch = new float[cols];
-            w.matMul(x, 5, outMat, 0, rows, 2, rows, scratch);
-            w.matMul(x, 5, outMat, 0, rows, 0, 2, scratch);
+            float[] scratch = new float[WeightMatrix.scratchSize(cols)];
+            float[] xT = new float[cols * WeightMatrix.paddedTokens(5)];
+            VectorMath.transpose(x, 5, cols, xT, WeightMatrix.paddedTokens(5));
+            // Two calls over split row ranges, one not a multiple of the row tile.
+            w.matMul(xT, 5, outMat, 0, rows, 2, rows, scratch);
+            w.matMul(xT, 5, outMat, 0, rows, 0, 2, scratch);
             for (int row = 0; row < rows; row++) {
                 w.dequantizeRowScalar(row, rowRef, 0);
                 assertClose(w.dotScalar(row, x, cols), outVec[row], magnitude(rowRef, x, cols), type + " matVec row " + row);
@@ -135,6 +138,11 @@ class KernelParityTest {
             w.dequantizeRow(r, row, 0);
             for (int c = 0; c < 256; c++) {
                 float expected = values[r * 256 + c];
+                if (Float.isNaN(expected)) {
+                    // NaN payloads may differ (the JDK quiets signalling NaNs); NaN must stay NaN.
+                    assertTrue(Float.isNaN(row[c]), "half 0x" + Integer.toHexString(r * 256 + c) + " is NaN but became " + row[c]);
+                    continue;
+                }
                 assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(row[c]),
                         "half 0x" + Integer.toHexString(r * 256 + c) + " → " + expected + " but got " + row[c]);
             }
@@ -148,14 +156,6 @@ class KernelParityTest {
             float[] a = random(r, n + 3, 1f);
             float[] b = random(r, n + 3, 1f);
             assertClose(VectorMath.dotScalar(a, 3, b, 1, n), VectorMath.dot(a, 3, b, 1, n), magnitude(a, 3, b, 1, n), "dot n=" + n);
-
-            float[] w = random(r, n, 1f);
-            float[] x4 = random(r, 4 * n, 1f);
-            float[] out = new float[4 * 3];
-            VectorMath.dot4(w, x4, 0, n, out, 1, 3);
-            for (int t = 0; t < 4; t++) {
-                assertClose(VectorMath.dotScalar(w, 0, x4, t * n, n), out[1 + 3 * t], magnitude(w, 0, x4, t * n, n), "dot4 n=" + n);
-            }
 
             float[] y = random(r, n, 1f);
             float[] yRef = y.clone();
