@@ -40,7 +40,7 @@ public final class Main implements Runnable {
             return EXIT_BAD_INPUT;
         });
         cli.setExecutionExceptionHandler((e, c, parsed) -> {
-            boolean verbose = parsed.hasMatchedOption("--verbose");
+            boolean verbose = c.getParseResult() != null && c.getParseResult().hasMatchedOption("--verbose");
             String message = e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
             err.println("kvstash " + c.getCommandName() + ": " + (isBadInput(e) ? "" : "internal error: ") + message);
             if (verbose) {

@@ -1,0 +1,133 @@
+package io.kvstash.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.kvstash.engine.gguf.GgufFile;
+import io.kvstash.engine.testing.TestModels;
+import io.kvstash.engine.tokenizer.Tokenizer;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The command-line contract: outputs, JSON shapes, exit codes and one-line errors. */
+class CommandLineTest {
+    record Run(int code, String out, String err) {}
+
+    static Run run(String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        int code = Main.run(args, new PrintWriter(out, true), new PrintWriter(err, true));
+        return new Run(code, out.toString(), err.toString());
+    }
+
+    @Test
+    void shouldPrintIdsWithBosWhenTokenizing() {
+        Run r = run("tokenize", "--model", TestModels.model("stories15M-q8_0.gguf").toString(), "--text", "Once upon a time");
+        assertEquals(0, r.code(), r.err());
+        assertEquals("[1,9038,2501,263,931]", r.out().trim());
+    }
+
+    @Test
+    void shouldPrintReferenceGreedyContinuationWhenTemperatureIsZero() throws Exception {
+        JsonNode ref = new ObjectMapper().readTree(TestModels.reference("logits-stories15M-f16.json").toFile());
+        Path model = TestModels.model("stories15M-f16.gguf");
+        for (JsonNode record : ref.get("records")) {
+            int[] greedy = new int[record.get("greedy_ids").size()];
+            for (int i = 0; i < greedy.length; i++) {
+                greedy[i] = record.get("greedy_ids").get(i).asInt();
+            }
+            String expected;
+            try (GgufFile f = GgufFile.open(model)) {
+                Tokenizer t = Tokenizer.fromGguf(f);
+                int[] withBos = new int[greedy.length + 1];
+                withBos[0] = t.bos();
+                System.arraycopy(greedy, 0, withBos, 1, greedy.length);
+                expected = t.decode(withBos);
+            }
+            Run r = run("generate", "--model", model.toString(), "--prompt", record.get("prompt").asText(), "--temperature", "0",
+                    "--max-tokens", String.valueOf(greedy.length), "--threads", "2");
+            assertEquals(0, r.code(), r.err());
+            assertEquals(expected + System.lineSeparator(), r.out(), "continuation of '" + record.get("prompt").asText() + "'");
+        }
+    }
+
+    @Test
+    void shouldGiveSameTextWhenSeedAndSettingsRepeat() {
+        String model = TestModels.model("stories15M-q4_0.gguf").toString();
+        String[] args = {"generate", "--model", model, "--prompt", "Lily wanted", "--temperature", "0.9", "--seed", "7", "--max-tokens", "24"};
+        Run a = run(args);
+        Run b = run(args);
+        assertEquals(0, a.code(), a.err());
+        assertEquals(a.out(), b.out());
+        Run c = run("generate", "--model", model, "--prompt", "Lily wanted", "--temperature", "0.9", "--seed", "8", "--max-tokens", "24");
+        assertFalse(c.out().equals(a.out()), "a different seed should give different text");
+    }
+
+    @Test
+    void shouldExitTwoWithOneLineWhenInputIsBad(@TempDir Path dir) throws Exception {
+        Path junk = Files.write(dir.resolve("junk.gguf"), "definitely not a model".getBytes());
+        List<Run> runs = new ArrayList<>();
+        runs.add(run("generate", "--model", dir.resolve("missing.gguf").toString(), "--prompt", "x"));
+        runs.add(run("generate", "--model", junk.toString(), "--prompt", "x"));
+        runs.add(run("generate", "--prompt", "x"));
+        runs.add(run("generate", "--model", junk.toString(), "--prompt", "x", "--max-tokens", "many"));
+        runs.add(run("frobnicate"));
+        runs.add(run("perplexity", "--model", junk.toString(), "--file", dir.resolve("none.txt").toString()));
+        for (Run r : runs) {
+            assertEquals(2, r.code(), r.err());
+            assertEquals("", r.out());
+            String firstLine = r.err().lines().findFirst().orElse("");
+            assertTrue(firstLine.startsWith("kvstash"), r.err());
+            assertFalse(r.err().contains("\tat "), "no stack trace without --verbose: " + r.err());
+        }
+        assertTrue(runs.get(1).err().contains("wrong magic"), runs.get(1).err());
+        assertTrue(runs.get(0).err().contains("no such file"), runs.get(0).err());
+        Run verbose = run("generate", "--model", junk.toString(), "--prompt", "x", "--verbose");
+        assertTrue(verbose.err().contains("\tat "), "--verbose shows the stack trace");
+    }
+
+    @Test
+    void shouldPrintJsonWithRatesWhenBenchmarking() throws Exception {
+        Run r = run("bench", "--model", TestModels.model("stories260K-f32.gguf").toString(), "--threads", "2",
+                "--prompt-tokens", "16", "--gen-tokens", "8", "--runs", "3", "--warmup", "1");
+        assertEquals(0, r.code(), r.err());
+        JsonNode json = new ObjectMapper().readTree(r.out());
+        assertTrue(json.get("prefill_tokens_per_s").asDouble() > 0);
+        assertTrue(json.get("decode_tokens_per_s").asDouble() > 0);
+    }
+
+    @Test
+    void shouldPrintPplAndTokensWhenMeasuringPerplexity() throws Exception {
+        Run r = run("perplexity", "--model", TestModels.model("stories260K-f32.gguf").toString(),
+                "--file", TestModels.data("stories-public.txt").toString(), "--ctx", "128");
+        assertEquals(0, r.code(), r.err());
+        JsonNode json = new ObjectMapper().readTree(r.out());
+        assertEquals(5.0443, json.get("ppl").asDouble(), 0.005 * 5.0443);
+        assertEquals(14 * 63, json.get("tokens").asInt());
+    }
+
+    /** Weights are mapped, not copied onto the heap: a 26 MB model generates within a 64 MB heap. */
+    @Test
+    void shouldGenerateWithSmallHeapWhenWeightsAreMapped() throws Exception {
+        Path model = TestModels.model("stories15M-q8_0.gguf");
+        Path java = Path.of(System.getProperty("java.home"), "bin", "java");
+        Process p = new ProcessBuilder(java.toString(), "-Xmx64m", "--add-modules", "jdk.incubator.vector",
+                "-cp", System.getProperty("java.class.path"), Main.class.getName(),
+                "generate", "--model", model.toString(), "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "64")
+                .redirectErrorStream(true).start();
+        String output = new String(p.getInputStream().readAllBytes());
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS), "generate did not finish");
+        assertEquals(0, p.exitValue(), output);
+        assertTrue(output.contains("Lily"), output);
+    }
+}
