@@ -48,7 +48,12 @@ final class BenchCommand implements Callable<Integer> {
             int[] next = new int[1];
             double[] prefill = new double[runs];
             double[] decode = new double[runs];
+            com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+            long allocatedBefore = 0;
             for (int r = -warmup; r < runs; r++) {
+                if (r == 0) {
+                    allocatedBefore = threads.getTotalThreadAllocatedBytes();
+                }
                 try (KvCache cache = e.newSequence()) {
                     long t0 = System.nanoTime();
                     e.forward(cache, prompt, 0, prompt.length, prompt.length - 1, logits);
@@ -64,6 +69,7 @@ final class BenchCommand implements Callable<Integer> {
                     }
                 }
             }
+            long allocated = threads.getTotalThreadAllocatedBytes() - allocatedBefore;
             ObjectNode json = new ObjectMapper().createObjectNode();
             json.put("model", engine.model.getFileName().toString());
             json.put("threads", options.threads());
@@ -74,6 +80,7 @@ final class BenchCommand implements Callable<Integer> {
             json.put("runs", runs);
             json.put("prefill_tokens_per_s", round(median(prefill)));
             json.put("decode_tokens_per_s", round(median(decode)));
+            json.put("heap_bytes_per_token", Math.round((double) allocated / ((long) runs * (promptTokens + genTokens))));
             json.put("prefill_runs", Arrays.toString(Arrays.stream(prefill).map(BenchCommand::round).toArray()));
             json.put("decode_runs", Arrays.toString(Arrays.stream(decode).map(BenchCommand::round).toArray()));
             spec.commandLine().getOut().println(json);

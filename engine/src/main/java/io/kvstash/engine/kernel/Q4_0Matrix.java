@@ -15,6 +15,11 @@ import jdk.incubator.vector.VectorOperators;
 public final class Q4_0Matrix extends WeightMatrix {
     private static final int BLOCK = 32;
     private static final int BLOCK_BYTES = 18;
+    /**
+     * The SIMD paths read a high nibble h as the signed byte {@code (q & 0xF0) ^ 0x80 = 16·(h − 8)}
+     * (x86 has no byte shift), so their high-nibble sums carry a factor 16 that this undoes.
+     */
+    private static final float HIGH_NIBBLE_SCALE = 0.0625f;
     private final int blocks;
 
     Q4_0Matrix(String name, MemorySegment data, int rows, int cols) {
@@ -55,15 +60,17 @@ public final class Q4_0Matrix extends WeightMatrix {
         long base = row * rowBytes;
         for (int b = 0; b < blocks; b++) {
             long block = base + (long) b * BLOCK_BYTES;
-            FloatVector d = FloatVector.broadcast(Simd.F, half(data, block));
+            float scale = half(data, block);
+            FloatVector d = FloatVector.broadcast(Simd.F, scale);
+            FloatVector dHigh = FloatVector.broadcast(Simd.F, scale * 0.0625f);
             int ob = off + b * BLOCK;
             for (int j = 0; j < BLOCK / 2; j += Simd.BL) {
                 ByteVector q = ByteVector.fromMemorySegment(Simd.B, data, block + 2 + j, ByteOrder.LITTLE_ENDIAN);
                 ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-                ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+                ByteVector hi = q.and((byte) 0xF0).lanewise(VectorOperators.XOR, (byte) 0x80);
                 for (int p = 0; p < Simd.PARTS; p++) {
                     ((FloatVector) lo.convertShape(VectorOperators.B2F, Simd.F, p)).mul(d).intoArray(out, ob + j + p * Simd.FL);
-                    ((FloatVector) hi.convertShape(VectorOperators.B2F, Simd.F, p)).mul(d).intoArray(out, ob + 16 + j + p * Simd.FL);
+                    ((FloatVector) hi.convertShape(VectorOperators.B2F, Simd.F, p)).mul(dHigh).intoArray(out, ob + 16 + j + p * Simd.FL);
                 }
             }
         }
@@ -91,19 +98,20 @@ public final class Q4_0Matrix extends WeightMatrix {
         for (int b = 0; b < blocks; b++) {
             long block = base + (long) b * BLOCK_BYTES;
             int xb = xOff + b * BLOCK;
-            FloatVector blockSum = FloatVector.zero(Simd.F);
+            FloatVector loSum = FloatVector.zero(Simd.F);
+            FloatVector hiSum = loSum;
             for (int j = 0; j < BLOCK / 2; j += Simd.BL) {
                 ByteVector q = ByteVector.fromMemorySegment(Simd.B, data, block + 2 + j, ByteOrder.LITTLE_ENDIAN);
                 ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-                ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+                ByteVector hi = q.and((byte) 0xF0).lanewise(VectorOperators.XOR, (byte) 0x80);
                 for (int p = 0; p < Simd.PARTS; p++) {
-                    blockSum = ((FloatVector) lo.convertShape(VectorOperators.B2F, Simd.F, p))
-                            .fma(FloatVector.fromArray(Simd.F, x, xb + j + p * Simd.FL), blockSum);
-                    blockSum = ((FloatVector) hi.convertShape(VectorOperators.B2F, Simd.F, p))
-                            .fma(FloatVector.fromArray(Simd.F, x, xb + 16 + j + p * Simd.FL), blockSum);
+                    loSum = ((FloatVector) lo.convertShape(VectorOperators.B2F, Simd.F, p))
+                            .fma(FloatVector.fromArray(Simd.F, x, xb + j + p * Simd.FL), loSum);
+                    hiSum = ((FloatVector) hi.convertShape(VectorOperators.B2F, Simd.F, p))
+                            .fma(FloatVector.fromArray(Simd.F, x, xb + 16 + j + p * Simd.FL), hiSum);
                 }
             }
-            acc = blockSum.fma(FloatVector.broadcast(Simd.F, half(data, block)), acc);
+            acc = hiSum.fma(FloatVector.broadcast(Simd.F, HIGH_NIBBLE_SCALE), loSum).fma(FloatVector.broadcast(Simd.F, half(data, block)), acc);
         }
         return acc.reduceLanes(VectorOperators.ADD);
     }
