@@ -5,16 +5,17 @@ import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
 
 /**
- * Chunks carved out of large off-heap slabs and recycled through a free list, so that a
- * long-running server neither allocates nor frees native memory per chunk. The store owns the
- * arena: closing it frees every chunk at once.
+ * Chunks carved out of off-heap slabs and recycled through a free list, so that a long-running
+ * server neither allocates nor frees native memory per chunk. Slabs grow geometrically (each as
+ * large as everything before it, up to 64 MiB), so a short run touches little memory and a busy
+ * server few slabs. The store owns the arena: closing it frees every chunk at once.
  */
 public final class SlabKvStore implements KvStore {
     private static final long SLAB_TARGET_BYTES = 64L << 20;
 
     private final KvGeometry geometry;
     private final long capacityBytes;
-    private final int chunksPerSlab;
+    private final int maxChunksPerSlab;
     private final Arena arena = Arena.ofShared();
     private final ArrayDeque<KvChunk> free = new ArrayDeque<>();
     private long allocatedBytes;
@@ -25,7 +26,7 @@ public final class SlabKvStore implements KvStore {
     public SlabKvStore(KvGeometry geometry, long capacityBytes) {
         this.geometry = geometry;
         this.capacityBytes = capacityBytes;
-        this.chunksPerSlab = (int) Math.max(1, Math.min(1024, SLAB_TARGET_BYTES / geometry.chunkBytes()));
+        this.maxChunksPerSlab = (int) Math.max(1, Math.min(1024, SLAB_TARGET_BYTES / geometry.chunkBytes()));
     }
 
     @Override
@@ -44,7 +45,8 @@ public final class SlabKvStore implements KvStore {
                 throw new KvCapacityException("KV store is full: " + inUseBytes + " of " + capacityBytes + " bytes in use");
             }
             long room = (capacityBytes - allocatedBytes) / chunkBytes;
-            int n = (int) Math.max(1, Math.min(chunksPerSlab, room));
+            long grown = Math.max(1, allocatedBytes / chunkBytes);
+            int n = (int) Math.max(1, Math.min(Math.min(maxChunksPerSlab, grown), room));
             MemorySegment slab = arena.allocate(chunkBytes * n, 64);
             for (int i = 0; i < n; i++) {
                 free.add(new KvChunk(geometry, slab.asSlice(i * chunkBytes, chunkBytes)));
