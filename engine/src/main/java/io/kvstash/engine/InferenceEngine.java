@@ -103,7 +103,7 @@ public final class InferenceEngine implements AutoCloseable {
     public synchronized void forward(KvCache cache, int[] tokens, int off, int n, int logitsFrom, float[] logits) {
         if ((long) cache.length() + n > contextLength) {
             throw new ContextOverflowException("sequence of " + cache.length() + " + " + n + " tokens exceeds the context length "
-                    + contextLength + " (raise it with the context-length option)");
+                    + contextLength + " (raise the context length, e.g. --context on the command line)");
         }
         forward.forward(cache, tokens, off, n, logitsFrom, logits);
     }
