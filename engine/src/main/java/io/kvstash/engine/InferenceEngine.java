@@ -126,6 +126,15 @@ public final class InferenceEngine implements AutoCloseable {
         if (prompt.length == 0) {
             throw new IllegalArgumentException("empty prompt");
         }
+        if (maxTokens < 0) {
+            throw new IllegalArgumentException("max tokens must not be negative, got " + maxTokens);
+        }
+        if (prompt.length > contextLength) {
+            throw new ContextOverflowException("prompt of " + prompt.length + " tokens exceeds the context length " + contextLength
+                    + " (raise the context length, e.g. --context on the command line)");
+        }
+        // Never more than the context has room for: also bounds the history buffer below.
+        maxTokens = Math.min(maxTokens, contextLength - prompt.length + 1);
         int vocab = config().vocabularySize();
         float[] logits = new float[vocab];
         Sampler sampler = new Sampler(params, vocab);
