@@ -240,7 +240,7 @@ public final class ForwardPass {
             out[2] = o2;
             int rows = 0;
             for (int i = 0; i < count; i++) {
-                rows += w[i].rows;
+                rows += paddedRows(w[i]);
             }
             if (n > 1) {
                 VectorMath.transpose(in, n, w0.cols, xT, WeightMatrix.paddedTokens(n));
@@ -271,8 +271,18 @@ public final class ForwardPass {
                         m.matMul(xT, n, out[i], outOff, stride, lo, hi, rowScratch[worker]);
                     }
                 }
-                base += m.rows;
+                base += paddedRows(m);
             }
+        }
+
+        /**
+         * Rows a matrix takes in the shared range: rounded up to the row tile, so that every share
+         * (a multiple of the tile) starts on a tile boundary of each matrix. Otherwise a matrix
+         * after one whose row count is not a multiple of the tile would be tiled differently
+         * depending on the thread count, and its rows computed by differently rounding paths.
+         */
+        private static int paddedRows(WeightMatrix m) {
+            return (m.rows + WeightMatrix.ROW_TILE - 1) / WeightMatrix.ROW_TILE * WeightMatrix.ROW_TILE;
         }
     }
 

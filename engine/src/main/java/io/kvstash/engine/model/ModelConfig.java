@@ -16,7 +16,9 @@ public record ModelConfig(String architecture, int dim, int layers, int heads, i
 
     public ModelConfig {
         require(dim > 0 && layers > 0 && heads > 0 && kvHeads > 0 && headDim > 0 && ffnDim > 0 && vocabularySize > 0,
-                "dimensions must be positive");
+                "dimensions must be positive, got embedding_length " + dim + ", block_count " + layers + ", head_count " + heads
+                        + ", head_count_kv " + kvHeads + ", head dimension " + headDim + ", feed_forward_length " + ffnDim
+                        + ", vocabulary " + vocabularySize);
         require(heads % kvHeads == 0, "head_count " + heads + " is not a multiple of head_count_kv " + kvHeads);
         require(ropeDims > 0 && ropeDims <= headDim && ropeDims % 2 == 0,
                 "rope.dimension_count " + ropeDims + " must be even and at most the head dimension " + headDim);
@@ -60,9 +62,11 @@ public record ModelConfig(String architecture, int dim, int layers, int heads, i
             throw new ModelFormatException(f.path() + ": embedding_length " + dim + " is not divisible by head_count " + heads);
         }
         int headDim = f.getInt(p + "attention.key_length", heads > 0 ? dim / heads : 0);
-        int vocab = f.tensor("token_embd.weight") != null
-                ? (int) Math.min(Integer.MAX_VALUE, f.tensor("token_embd.weight").rowCount())
-                : f.getInt(p + "vocab_size", 0);
+        // The embedding's rows are the vocabulary; without it, only an explicit vocab_size can say (and
+        // loading then stops at the missing tensor, by name).
+        int vocab = f.tensor("token_embd.weight") != null || !f.has(p + "vocab_size")
+                ? (int) Math.min(Integer.MAX_VALUE, f.requireTensor("token_embd.weight").rowCount())
+                : f.getInt(p + "vocab_size");
         return new ModelConfig(arch, dim, f.getInt(p + "block_count"), heads, kvHeads, headDim,
                 f.getInt(p + "feed_forward_length"), vocab, f.getInt(p + "context_length", 2048),
                 f.getFloat(p + "attention.layer_norm_rms_epsilon", 1e-5f), f.getFloat(p + "rope.freq_base", 10000f),

@@ -221,6 +221,20 @@ public final class GgufWriter {
         return this;
     }
 
+    /** Drops tensor {@code name} (which must have been added), e.g. to build a model missing one. */
+    public GgufWriter removeTensor(String name) {
+        tensors.remove(tensor(name));
+        return this;
+    }
+
+    /** Drops every metadata entry under {@code key} (which must exist), so a test can replace a value. */
+    public GgufWriter removeMetadata(String key) {
+        if (!metadata.removeIf(m -> m.key.equals(key))) {
+            throw new IllegalArgumentException("no metadata '" + key + "' added");
+        }
+        return this;
+    }
+
     private Tensor tensor(String name) {
         return tensors.stream().filter(t -> t.name.equals(name)).findFirst()
                 .orElseThrow(() -> new IllegalArgumentException("no tensor '" + name + "' added"));

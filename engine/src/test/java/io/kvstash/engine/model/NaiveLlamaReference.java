@@ -1,0 +1,213 @@
+package io.kvstash.engine.model;
+
+import io.kvstash.engine.gguf.GgmlType;
+import io.kvstash.engine.gguf.GgufWriter;
+import io.kvstash.engine.gguf.TinyModels;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * A deliberately plain, double-precision Llama forward pass over the weights of a
+ * {@link TinyModels.Spec}, sharing no code with the engine: no kernels, no KV cache, no batching,
+ * every position recomputed from whole-sequence arrays. Quantized matrices are first encoded with
+ * the test writer and decoded again here, so the reference sees exactly the values stored in the
+ * file the engine reads.
+ *
+ * <p>Per layer: RMSNorm, q/k/v projections, rotary embedding in GGML's "normal" style (pairs
+ * {@code (x[2i], x[2i+1])} of the first {@code ropeDims} dimensions of each head rotated by
+ * {@code pos · base^(−2i/ropeDims)}), causal grouped-query attention (query head {@code h} reads KV
+ * head {@code h / (heads/kvHeads)}) scaled by {@code 1/sqrt(headDim)}, output projection and
+ * residual, RMSNorm, SwiGLU feed-forward and residual; then the final RMSNorm and the output matrix
+ * (the embedding when the model has no {@code output.weight}).
+ */
+final class NaiveLlamaReference {
+    private final int dim;
+    private final int layers;
+    private final int heads;
+    private final int kvHeads;
+    private final int headDim;
+    private final int ffn;
+    private final int vocab;
+    private final double eps;
+    private final double ropeBase;
+    private final int ropeDims;
+    private final Map<String, double[]> w = new HashMap<>();
+
+    NaiveLlamaReference(TinyModels.Spec spec) {
+        dim = spec.dim();
+        layers = spec.layers();
+        heads = spec.heads();
+        kvHeads = spec.kvHeads();
+        headDim = spec.headDim();
+        ffn = spec.ffn();
+        vocab = spec.vocabSize();
+        eps = spec.rmsEps();
+        ropeBase = spec.ropeFreqBase() != null ? spec.ropeFreqBase() : 10000.0;
+        ropeDims = spec.ropeDimensionCount() != null ? spec.ropeDimensionCount() : headDim;
+        for (TinyModels.Weight t : TinyModels.weights(spec)) {
+            w.put(t.name(), stored(t.type(), t.values()));
+        }
+    }
+
+    /** The values a reader of the file sees: {@code values} encoded as {@code type}, then decoded. */
+    static double[] stored(GgmlType type, float[] values) {
+        ByteBuffer b = ByteBuffer.wrap(GgufWriter.encode(type, values)).order(ByteOrder.LITTLE_ENDIAN);
+        double[] out = new double[values.length];
+        switch (type) {
+            case F32 -> {
+                for (int i = 0; i < out.length; i++) out[i] = b.getFloat();
+            }
+            case F16 -> {
+                for (int i = 0; i < out.length; i++) out[i] = Float.float16ToFloat(b.getShort());
+            }
+            case Q8_0 -> {
+                // Blocks of 32: fp16 scale, then 32 signed bytes.
+                for (int blk = 0; blk < out.length; blk += 32) {
+                    double d = Float.float16ToFloat(b.getShort());
+                    for (int j = 0; j < 32; j++) out[blk + j] = d * b.get();
+                }
+            }
+            case Q4_0 -> {
+                // Blocks of 32: fp16 scale, then 16 bytes; byte j holds element j (low nibble) and j + 16 (high), offset by 8.
+                for (int blk = 0; blk < out.length; blk += 32) {
+                    double d = Float.float16ToFloat(b.getShort());
+                    for (int j = 0; j < 16; j++) {
+                        int q = b.get() & 0xFF;
+                        out[blk + j] = d * ((q & 0x0F) - 8);
+                        out[blk + 16 + j] = d * ((q >>> 4) - 8);
+                    }
+                }
+            }
+            default -> throw new IllegalArgumentException("no reference decoder for " + type);
+        }
+        return out;
+    }
+
+    int vocabularySize() {
+        return vocab;
+    }
+
+    /** Teacher-forced logits: row {@code p} predicts the token after {@code tokens[p]}. */
+    double[][] logits(int[] tokens) {
+        return logits(tokens, false);
+    }
+
+    /**
+     * As {@link #logits(int[])}; with {@code halfKv} each key (after rotation) and value is
+     * rounded to float32 and then to IEEE half precision, as an F16 KV cache stores it.
+     */
+    double[][] logits(int[] tokens, boolean halfKv) {
+        int n = tokens.length;
+        int qDim = heads * headDim;
+        int kvDim = kvHeads * headDim;
+        double[][] x = new double[n][];
+        double[] embd = w.get("token_embd.weight");
+        for (int p = 0; p < n; p++) {
+            x[p] = new double[dim];
+            System.arraycopy(embd, tokens[p] * dim, x[p], 0, dim);
+        }
+        for (int l = 0; l < layers; l++) {
+            String b = "blk." + l + ".";
+            double[][] q = new double[n][];
+            double[][] k = new double[n][];
+            double[][] v = new double[n][];
+            for (int p = 0; p < n; p++) {
+                double[] xn = rmsNorm(x[p], w.get(b + "attn_norm.weight"));
+                q[p] = matVec(w.get(b + "attn_q.weight"), qDim, dim, xn);
+                k[p] = matVec(w.get(b + "attn_k.weight"), kvDim, dim, xn);
+                v[p] = matVec(w.get(b + "attn_v.weight"), kvDim, dim, xn);
+                rope(q[p], heads, p);
+                rope(k[p], kvHeads, p);
+                if (halfKv) {
+                    toHalf(k[p]);
+                    toHalf(v[p]);
+                }
+            }
+            int group = heads / kvHeads;
+            for (int p = 0; p < n; p++) {
+                double[] att = new double[qDim];
+                for (int h = 0; h < heads; h++) {
+                    int kvh = h / group;
+                    double[] s = new double[p + 1];
+                    double max = Double.NEGATIVE_INFINITY;
+                    for (int j = 0; j <= p; j++) {
+                        double dot = 0;
+                        for (int i = 0; i < headDim; i++) {
+                            dot += q[p][h * headDim + i] * k[j][kvh * headDim + i];
+                        }
+                        s[j] = dot / Math.sqrt(headDim);
+                        max = Math.max(max, s[j]);
+                    }
+                    double sum = 0;
+                    for (int j = 0; j <= p; j++) {
+                        s[j] = Math.exp(s[j] - max);
+                        sum += s[j];
+                    }
+                    for (int j = 0; j <= p; j++) {
+                        for (int i = 0; i < headDim; i++) {
+                            att[h * headDim + i] += s[j] / sum * v[j][kvh * headDim + i];
+                        }
+                    }
+                }
+                addTo(x[p], matVec(w.get(b + "attn_output.weight"), dim, qDim, att));
+                double[] xn = rmsNorm(x[p], w.get(b + "ffn_norm.weight"));
+                double[] gate = matVec(w.get(b + "ffn_gate.weight"), ffn, dim, xn);
+                double[] up = matVec(w.get(b + "ffn_up.weight"), ffn, dim, xn);
+                for (int i = 0; i < ffn; i++) {
+                    gate[i] = gate[i] / (1 + Math.exp(-gate[i])) * up[i];
+                }
+                addTo(x[p], matVec(w.get(b + "ffn_down.weight"), dim, ffn, gate));
+            }
+        }
+        double[] out = w.containsKey("output.weight") ? w.get("output.weight") : embd;
+        double[][] logits = new double[n][];
+        for (int p = 0; p < n; p++) {
+            logits[p] = matVec(out, vocab, dim, rmsNorm(x[p], w.get("output_norm.weight")));
+        }
+        return logits;
+    }
+
+    /** Rotates pairs (x[2i], x[2i+1]), i < ropeDims/2, of each head by pos·base^(−2i/ropeDims). */
+    private void rope(double[] vec, int headCount, int pos) {
+        for (int h = 0; h < headCount; h++) {
+            for (int i = 0; i < ropeDims / 2; i++) {
+                double angle = pos * Math.pow(ropeBase, -2.0 * i / ropeDims);
+                int a = h * headDim + 2 * i;
+                double x0 = vec[a];
+                double x1 = vec[a + 1];
+                vec[a] = x0 * Math.cos(angle) - x1 * Math.sin(angle);
+                vec[a + 1] = x0 * Math.sin(angle) + x1 * Math.cos(angle);
+            }
+        }
+    }
+
+    private static void toHalf(double[] x) {
+        for (int i = 0; i < x.length; i++) x[i] = Float.float16ToFloat(Float.floatToFloat16((float) x[i]));
+    }
+
+    private double[] rmsNorm(double[] x, double[] gain) {
+        double ss = 0;
+        for (double e : x) ss += e * e;
+        double inv = 1 / Math.sqrt(ss / x.length + eps);
+        double[] out = new double[x.length];
+        for (int i = 0; i < x.length; i++) out[i] = x[i] * inv * gain[i];
+        return out;
+    }
+
+    /** GGML layout: {@code m} holds {@code rows} rows of {@code cols} contiguous values. */
+    private static double[] matVec(double[] m, int rows, int cols, double[] x) {
+        double[] out = new double[rows];
+        for (int r = 0; r < rows; r++) {
+            double s = 0;
+            for (int c = 0; c < cols; c++) s += m[r * cols + c] * x[c];
+            out[r] = s;
+        }
+        return out;
+    }
+
+    private static void addTo(double[] acc, double[] d) {
+        for (int i = 0; i < acc.length; i++) acc[i] += d[i];
+    }
+}
