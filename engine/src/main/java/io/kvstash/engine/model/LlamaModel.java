@@ -33,7 +33,11 @@ public final class LlamaModel {
     }
 
     public static LlamaModel load(GgufFile f) {
-        ModelConfig c = ModelConfig.from(f);
+        return load(f, ModelConfig.from(f));
+    }
+
+    /** Loads the weights of {@code f} under hyper-parameters the caller has read (or adjusted) from it. */
+    static LlamaModel load(GgufFile f, ModelConfig c) {
         Shapes s = new Shapes(f);
         WeightMatrix embedding = s.matrix("token_embd.weight", c.dim(), c.vocabularySize());
         Layer[] layers = new Layer[c.layers()];

@@ -32,6 +32,11 @@ public record ModelConfig(String architecture, int dim, int layers, int heads, i
         }
     }
 
+    public ModelConfig withRopeStyle(RopeStyle style) {
+        return new ModelConfig(architecture, dim, layers, heads, kvHeads, headDim, ffnDim, vocabularySize, contextLength, rmsEps,
+                ropeBase, ropeDims, style);
+    }
+
     public int queryDim() {
         return heads * headDim;
     }

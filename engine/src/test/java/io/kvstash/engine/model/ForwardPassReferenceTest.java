@@ -90,7 +90,22 @@ class ForwardPassReferenceTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("models")
     void shouldMatchNaiveReferenceWhenTeacherForcedPastSeveralChunks(String name, TinyModels.Spec spec, @TempDir Path dir) {
-        compare(name, spec, KvFormat.F32, TOLERANCE, dir);
+        compare(name, spec, KvFormat.F32, RopeStyle.NORMAL, TOLERANCE, dir);
+    }
+
+    /** No supported architecture rotates NeoX-style yet (qwen2 will); the style is checked on llama weights. */
+    static Stream<Arguments> neoxModels() {
+        return Stream.of(
+                Arguments.of("F32, 4/2 heads, NeoX rope", TinyModels.Spec.builder().heads(4).kvHeads(2).seed(11).build()),
+                Arguments.of("Q8_0, 4/1 heads, NeoX rope over 10 of 16 dims",
+                        TinyModels.Spec.builder().weightType(GgmlType.Q8_0).heads(4).kvHeads(1).ropeDimensionCount(10)
+                                .ropeFreqBase(1e6f).seed(12).build()));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("neoxModels")
+    void shouldMatchNaiveReferenceWhenRopeIsNeoxStyle(String name, TinyModels.Spec spec, @TempDir Path dir) {
+        compare(name, spec, KvFormat.F32, RopeStyle.NEOX, TOLERANCE, dir);
     }
 
     /** F32 with grouped-query attention, F16 weights with one KV head, Q8_0 with three layers and partial rope. */
@@ -102,14 +117,14 @@ class ForwardPassReferenceTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("f16KvModels")
     void shouldMatchHalfRoundedReferenceWhenKvCacheIsF16(String name, TinyModels.Spec spec, @TempDir Path dir) {
-        compare(name + ", F16 KV", spec, KvFormat.F16, F16_KV_TOLERANCE, dir);
+        compare(name + ", F16 KV", spec, KvFormat.F16, RopeStyle.NORMAL, F16_KV_TOLERANCE, dir);
     }
 
-    private static void compare(String name, TinyModels.Spec spec, KvFormat kvFormat, double tolerance, Path dir) {
+    private static void compare(String name, TinyModels.Spec spec, KvFormat kvFormat, RopeStyle rope, double tolerance, Path dir) {
         int[] tokens = randomTokens(spec.vocabSize(), POSITIONS, spec.seed() + 100);
-        double[][] expected = new NaiveLlamaReference(spec).logits(tokens, kvFormat == KvFormat.F16);
+        double[][] expected = new NaiveLlamaReference(spec, rope).logits(tokens, kvFormat == KvFormat.F16);
         try (GgufFile f = GgufFile.open(TinyModels.write(dir.resolve("tiny.gguf"), spec))) {
-            LlamaModel model = LlamaModel.load(f);
+            LlamaModel model = LlamaModel.load(f, ModelConfig.from(f).withRopeStyle(rope));
             int vocab = model.config().vocabularySize();
             assertEquals(spec.vocabSize(), vocab);
             float[] logits = new float[POSITIONS * vocab];

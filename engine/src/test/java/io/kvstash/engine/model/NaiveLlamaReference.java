@@ -33,9 +33,15 @@ final class NaiveLlamaReference {
     private final double eps;
     private final double ropeBase;
     private final int ropeDims;
+    private final RopeStyle ropeStyle;
     private final Map<String, double[]> w = new HashMap<>();
 
     NaiveLlamaReference(TinyModels.Spec spec) {
+        this(spec, RopeStyle.NORMAL);
+    }
+
+    NaiveLlamaReference(TinyModels.Spec spec, RopeStyle ropeStyle) {
+        this.ropeStyle = ropeStyle;
         dim = spec.dim();
         layers = spec.layers();
         heads = spec.heads();
@@ -169,16 +175,20 @@ final class NaiveLlamaReference {
         return logits;
     }
 
-    /** Rotates pairs (x[2i], x[2i+1]), i < ropeDims/2, of each head by pos·base^(−2i/ropeDims). */
+    /**
+     * Rotates pairs of the first ropeDims dimensions of each head by pos·base^(−2i/ropeDims), i < ropeDims/2:
+     * (x[2i], x[2i+1]) in GGML's normal style, (x[i], x[i + ropeDims/2]) in NeoX style.
+     */
     private void rope(double[] vec, int headCount, int pos) {
         for (int h = 0; h < headCount; h++) {
             for (int i = 0; i < ropeDims / 2; i++) {
                 double angle = pos * Math.pow(ropeBase, -2.0 * i / ropeDims);
-                int a = h * headDim + 2 * i;
+                int a = ropeStyle == RopeStyle.NORMAL ? h * headDim + 2 * i : h * headDim + i;
+                int b = ropeStyle == RopeStyle.NORMAL ? a + 1 : a + ropeDims / 2;
                 double x0 = vec[a];
-                double x1 = vec[a + 1];
+                double x1 = vec[b];
                 vec[a] = x0 * Math.cos(angle) - x1 * Math.sin(angle);
-                vec[a + 1] = x0 * Math.sin(angle) + x1 * Math.cos(angle);
+                vec[b] = x0 * Math.sin(angle) + x1 * Math.cos(angle);
             }
         }
     }
