@@ -5,8 +5,9 @@ import java.util.List;
 
 /**
  * One sequence's KV cache: its chunks in position order and how many positions are filled.
- * Position {@code p} lives in chunk {@code p / C} at slot {@code p % C}. Not thread-safe: one
- * sequence is advanced by one forward pass at a time.
+ * Position {@code p} lives in chunk {@code p / C} at slot {@code p % C}. Every chunk but the last
+ * is sealed in the store's format; the last, while not full, is the F32 tail (the residual
+ * window). Not thread-safe: one sequence is advanced by one forward pass at a time.
  */
 public final class KvCache implements AutoCloseable {
     private final KvStore store;
@@ -36,23 +37,38 @@ public final class KvCache implements AutoCloseable {
         return chunks.get(index);
     }
 
-    /** Makes sure chunks exist for positions {@code [0, positions)}. */
+    /** Makes sure chunks exist for positions {@code [0, positions)}; new ones are F32 tails. */
     public void reserve(int positions) {
         while ((long) chunks.size() * chunkTokens < positions) {
             chunks.add(store.allocate());
         }
     }
 
-    /** Marks positions {@code [0, length)} as filled; called by the forward pass after writing them. */
+    /**
+     * Marks positions {@code [0, length)} as filled; called by the forward pass after writing them.
+     * Chunks that are now full are sealed into the store's format.
+     */
     public void setLength(int length) {
         if (length < 0 || length > (long) chunks.size() * chunkTokens) {
             throw new IllegalArgumentException("length " + length + " outside the reserved " + chunks.size() * chunkTokens + " positions");
         }
+        int before = Math.min(this.length, length);
         this.length = length;
+        for (int i = before / chunkTokens; i < length / chunkTokens; i++) {
+            KvChunk c = chunks.get(i);
+            if (c.format() != store.geometry().format()) {
+                chunks.set(i, store.seal(c));
+            }
+        }
     }
 
-    /** Forgets positions from {@code length} on, returning whole chunks no longer needed. */
-    public void truncate(int length) {
+    /**
+     * Forgets positions from {@code length} on, returning whole chunks no longer needed, and returns
+     * the length kept. A sealed F32 chunk reopens as the tail exactly; a chunk sealed in another
+     * format cannot be reopened without loss, so the cache then keeps only the whole chunks before
+     * it and the caller recomputes the rest.
+     */
+    public int truncate(int length) {
         if (length < 0 || length > this.length) {
             throw new IllegalArgumentException("cannot truncate a cache of " + this.length + " positions to " + length);
         }
@@ -60,7 +76,21 @@ public final class KvCache implements AutoCloseable {
         while (chunks.size() > keep) {
             store.release(chunks.removeLast());
         }
+        if (length % chunkTokens != 0 && chunks.getLast().format() != KvFormat.F32) {
+            store.release(chunks.removeLast());
+            length = chunks.size() * chunkTokens;
+        }
         this.length = length;
+        return length;
+    }
+
+    /** Bytes of KV this sequence holds now (sealed chunks plus the tail). */
+    public long bytes() {
+        long sum = 0;
+        for (KvChunk c : chunks) {
+            sum += c.layout().chunkBytes();
+        }
+        return sum;
     }
 
     @Override

@@ -6,10 +6,17 @@ package io.kvstash.engine.kv;
  * Implementations are thread-safe.
  */
 public interface KvStore extends AutoCloseable {
+    /** The shape of every chunk, and the format full chunks are sealed in. */
     KvGeometry geometry();
 
-    /** A zero-length chunk to write into. */
+    /** An empty F32 tail chunk to write positions into. */
     KvChunk allocate();
+
+    /**
+     * Encodes a full tail into {@link KvGeometry#format()} and returns the sealed chunk; the tail
+     * is released (for F32 the tail itself is returned, already sealed).
+     */
+    KvChunk seal(KvChunk tail);
 
     /** Returns a chunk this store handed out; the caller must not touch it afterwards. */
     void release(KvChunk chunk);

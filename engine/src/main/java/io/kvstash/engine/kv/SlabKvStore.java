@@ -5,28 +5,66 @@ import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
 
 /**
- * Chunks carved out of off-heap slabs and recycled through a free list, so that a long-running
- * server neither allocates nor frees native memory per chunk. Slabs grow geometrically (each as
- * large as everything before it, up to 64 MiB), so a short run touches little memory and a busy
- * server few slabs. The store owns the arena: closing it frees every chunk at once.
+ * Chunks carved out of off-heap slabs and recycled through free lists (one for F32 tails, one for
+ * sealed chunks when the format differs), so that a long-running server neither allocates nor
+ * frees native memory per chunk. Slabs grow geometrically (each as large as everything the pool
+ * had before, up to 64 MiB), so a short run touches little memory and a busy server few slabs.
+ * The store owns the arena: closing it frees every chunk at once.
  */
 public final class SlabKvStore implements KvStore {
     private static final long SLAB_TARGET_BYTES = 64L << 20;
 
     private final KvGeometry geometry;
     private final long capacityBytes;
-    private final int maxChunksPerSlab;
     private final Arena arena = Arena.ofShared();
-    private final ArrayDeque<KvChunk> free = new ArrayDeque<>();
-    private long allocatedBytes;
+    private final Pool tails;
+    private final Pool sealed;
     private long inUseBytes;
+    private long totalAllocatedBytes;
     private boolean closed;
 
     /** @param capacityBytes most bytes of chunks this store may hold; {@code Long.MAX_VALUE} for no limit */
     public SlabKvStore(KvGeometry geometry, long capacityBytes) {
         this.geometry = geometry;
         this.capacityBytes = capacityBytes;
-        this.maxChunksPerSlab = (int) Math.max(1, Math.min(1024, SLAB_TARGET_BYTES / geometry.chunkBytes()));
+        this.tails = new Pool(ChunkLayout.of(geometry, KvFormat.F32));
+        this.sealed = geometry.format() == KvFormat.F32 ? tails : new Pool(geometry.layout());
+    }
+
+    /** Free list and slabs for chunks of one layout. */
+    private final class Pool {
+        final ChunkLayout layout;
+        final long chunkBytes;
+        final int maxChunksPerSlab;
+        final ArrayDeque<KvChunk> free = new ArrayDeque<>();
+        long allocatedBytes;
+
+        Pool(ChunkLayout layout) {
+            this.layout = layout;
+            this.chunkBytes = layout.chunkBytes();
+            this.maxChunksPerSlab = (int) Math.max(1, Math.min(1024, SLAB_TARGET_BYTES / chunkBytes));
+        }
+
+        KvChunk take() {
+            if (free.isEmpty()) {
+                long grown = Math.max(1, allocatedBytes / chunkBytes);
+                long room = Math.max(1, (capacityBytes - totalAllocatedBytes) / chunkBytes);
+                int n = (int) Math.min(Math.min(maxChunksPerSlab, grown), room);
+                MemorySegment slab = arena.allocate(chunkBytes * n, 64);
+                for (int i = 0; i < n; i++) {
+                    free.add(new KvChunk(layout, slab.asSlice(i * chunkBytes, chunkBytes)));
+                }
+                allocatedBytes += chunkBytes * n;
+                totalAllocatedBytes += chunkBytes * n;
+            }
+            inUseBytes += chunkBytes;
+            return free.pop();
+        }
+
+        void give(KvChunk chunk) {
+            inUseBytes -= chunkBytes;
+            free.push(chunk);
+        }
     }
 
     @Override
@@ -36,25 +74,36 @@ public final class SlabKvStore implements KvStore {
 
     @Override
     public synchronized KvChunk allocate() {
+        return take(tails);
+    }
+
+    @Override
+    public KvChunk seal(KvChunk tail) {
+        requireOwn(tail);
+        if (tail.format() != KvFormat.F32) {
+            throw new IllegalArgumentException("chunk is already sealed as " + tail.format());
+        }
+        if (sealed == tails) {
+            return tail;
+        }
+        KvChunk out;
+        synchronized (this) {
+            out = take(sealed);
+        }
+        // Encoding runs outside the lock: it touches only these two chunks.
+        ChunkEncoder.encode(tail, out);
+        release(tail);
+        return out;
+    }
+
+    private KvChunk take(Pool pool) {
         if (closed) {
             throw new IllegalStateException("KV store is closed");
         }
-        if (free.isEmpty()) {
-            long chunkBytes = geometry.chunkBytes();
-            if (inUseBytes + chunkBytes > capacityBytes) {
-                throw new KvCapacityException("KV store is full: " + inUseBytes + " of " + capacityBytes + " bytes in use");
-            }
-            long room = (capacityBytes - allocatedBytes) / chunkBytes;
-            long grown = Math.max(1, allocatedBytes / chunkBytes);
-            int n = (int) Math.max(1, Math.min(Math.min(maxChunksPerSlab, grown), room));
-            MemorySegment slab = arena.allocate(chunkBytes * n, 64);
-            for (int i = 0; i < n; i++) {
-                free.add(new KvChunk(geometry, slab.asSlice(i * chunkBytes, chunkBytes)));
-            }
-            allocatedBytes += chunkBytes * n;
+        if (pool.free.isEmpty() && inUseBytes + pool.chunkBytes > capacityBytes) {
+            throw new KvCapacityException("KV store is full: " + inUseBytes + " of " + capacityBytes + " bytes in use");
         }
-        inUseBytes += geometry.chunkBytes();
-        return free.pop();
+        return pool.take();
     }
 
     @Override
@@ -62,11 +111,14 @@ public final class SlabKvStore implements KvStore {
         if (closed) {
             return;
         }
-        if (chunk.geometry() != geometry && !chunk.geometry().equals(geometry)) {
-            throw new IllegalArgumentException("chunk of another geometry released to this store");
+        requireOwn(chunk);
+        (chunk.format() == KvFormat.F32 ? tails : sealed).give(chunk);
+    }
+
+    private void requireOwn(KvChunk chunk) {
+        if (!chunk.geometry().equals(geometry)) {
+            throw new IllegalArgumentException("chunk of another geometry given to this store");
         }
-        inUseBytes -= geometry.chunkBytes();
-        free.push(chunk);
     }
 
     @Override
@@ -78,7 +130,8 @@ public final class SlabKvStore implements KvStore {
     public synchronized void close() {
         if (!closed) {
             closed = true;
-            free.clear();
+            tails.free.clear();
+            sealed.free.clear();
             arena.close();
         }
     }

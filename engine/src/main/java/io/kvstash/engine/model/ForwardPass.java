@@ -36,6 +36,7 @@ public final class ForwardPass {
     private final float[][] rowScratch; // (worker, WeightMatrix.scratchSize(maxColumns))
     private final float[] xT;           // (maxColumns, paddedTokens(maxBatch)) transposed input of a batched product
     private float[][] scores;           // (worker, positions) grows with the context
+    private float[][] kvScratch;        // (worker, KvChunk.scratchFloats) for attention on quantized chunks
 
     private final MatTask matTask = new MatTask();
     private final AttentionTask attentionTask = new AttentionTask();
@@ -62,6 +63,7 @@ public final class ForwardPass {
         rowScratch = new float[pool.threads()][WeightMatrix.scratchSize(model.maxColumns())];
         xT = new float[model.maxColumns() * WeightMatrix.paddedTokens(maxBatch)];
         scores = new float[pool.threads()][KvGeometry.DEFAULT_CHUNK_TOKENS];
+        kvScratch = new float[pool.threads()][0];
     }
 
     public LlamaModel model() {
@@ -94,13 +96,27 @@ public final class ForwardPass {
                 throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + c.vocabularySize() + ")");
             }
         }
-        cache.reserve(cache.length() + n);
         ensureScoreCapacity(cache.length() + n);
-        for (int done = 0; done < n; done += maxBatch) {
-            int b = Math.min(maxBatch, n - done);
+        ensureKvScratch(cache.geometry());
+        int chunkTokens = cache.geometry().chunkTokens();
+        for (int done = 0, b; done < n; done += b) {
+            // A step never crosses a chunk boundary: a chunk is sealed before any later position
+            // attends to it, so what a query sees does not depend on how the tokens were batched.
+            int pos = cache.length();
+            b = Math.min(Math.min(maxBatch, n - done), chunkTokens - pos % chunkTokens);
             int firstLogit = Math.max(0, logitsFrom - done);
             int logitsOffset = Math.max(0, done - logitsFrom) * c.vocabularySize();
+            cache.reserve(pos + b);
             runBatch(cache, tokens, off + done, b, firstLogit, logits, logitsOffset);
+        }
+    }
+
+    private void ensureKvScratch(KvGeometry g) {
+        int need = io.kvstash.engine.kv.KvChunk.scratchFloats(g);
+        if (kvScratch[0].length < need) {
+            for (int i = 0; i < kvScratch.length; i++) {
+                kvScratch[i] = new float[need];
+            }
         }
     }
 
@@ -309,6 +325,7 @@ public final class ForwardPass {
             int chunkTokens = cache.geometry().chunkTokens();
             float scale = (float) (1.0 / Math.sqrt(hd));
             float[] sc = scores[worker];
+            float[] scratch = kvScratch[worker];
             for (int i = from; i < to; i++) {
                 int t = i / c.heads();
                 int h = i % c.heads();
@@ -316,12 +333,12 @@ public final class ForwardPass {
                 int positions = start + t + 1;
                 int qOff = t * c.queryDim() + h * hd;
                 for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
-                    cache.chunk(ch).keyScores(layer, kvHead, q, qOff, Math.min(chunkTokens, positions - p), scale, sc, p);
+                    cache.chunk(ch).keyScores(layer, kvHead, q, qOff, Math.min(chunkTokens, positions - p), scale, sc, p, scratch);
                 }
                 VectorMath.softmax(sc, 0, positions);
                 java.util.Arrays.fill(att, qOff, qOff + hd, 0f);
                 for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
-                    cache.chunk(ch).accumulateValues(layer, kvHead, sc, p, Math.min(chunkTokens, positions - p), att, qOff);
+                    cache.chunk(ch).accumulateValues(layer, kvHead, sc, p, Math.min(chunkTokens, positions - p), att, qOff, scratch);
                 }
             }
         }

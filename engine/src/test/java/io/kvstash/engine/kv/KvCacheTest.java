@@ -14,7 +14,8 @@ import org.junit.jupiter.api.Test;
 /** One sequence's chunks: reserve, setLength, truncate and close, and what goes back to the store. */
 class KvCacheTest {
     static final int C = 16;
-    static final KvGeometry GEOMETRY = new KvGeometry(1, 1, 8, C, KvFormat.F16);
+    // F32: tails are sealed in place, so chunk identity and byte counts are the same before and after sealing.
+    static final KvGeometry GEOMETRY = new KvGeometry(1, 1, 8, C, KvFormat.F32);
     static final long CHUNK = GEOMETRY.chunkBytes();
 
     @Test
@@ -161,5 +162,36 @@ class KvCacheTest {
             s.add(cache.chunk(i));
         }
         return s;
+    }
+
+    @Test
+    void shouldSealFullChunksAndKeepTheTailInF32WhenFormatIsQuantized() {
+        KvGeometry g = new KvGeometry(1, 1, 8, 64, KvFormat.KIVI2);
+        try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = new KvCache(store)) {
+            cache.reserve(64);
+            cache.setLength(63);
+            assertEquals(KvFormat.F32, cache.chunk(0).format(), "a chunk stays open until it is full");
+            cache.setLength(64);
+            assertEquals(KvFormat.KIVI2, cache.chunk(0).format(), "a full chunk is sealed");
+            cache.reserve(65);
+            cache.setLength(65);
+            assertEquals(KvFormat.F32, cache.chunk(1).format());
+            long expected = ChunkLayout.of(g, KvFormat.KIVI2).chunkBytes() + ChunkLayout.of(g, KvFormat.F32).chunkBytes();
+            assertEquals(expected, cache.bytes());
+            assertEquals(expected, store.bytesInUse(), "the sealed tail went back to the store");
+        }
+    }
+
+    @Test
+    void shouldKeepOnlyWholeChunksWhenTruncatingIntoALossyChunk() {
+        KvGeometry g = new KvGeometry(1, 1, 8, 64, KvFormat.Q8);
+        try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = new KvCache(store)) {
+            cache.reserve(150);
+            cache.setLength(150);
+            assertEquals(140, cache.truncate(140), "inside the open tail: exact");
+            assertEquals(64, cache.truncate(100), "inside a sealed Q8 chunk: back to its start, the caller recomputes");
+            assertEquals(1, cache.chunkCount());
+            assertEquals(64, cache.length());
+        }
     }
 }

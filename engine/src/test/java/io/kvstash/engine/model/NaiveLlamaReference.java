@@ -101,10 +101,16 @@ final class NaiveLlamaReference {
     }
 
     /**
-     * As {@link #logits(int[])}; with {@code halfKv} each key (after rotation) and value is
-     * rounded to float32 and then to IEEE half precision, as an F16 KV cache stores it.
+     * As {@link #logits(int[])}; with {@code halfKv} a query at position p sees the keys (after
+     * rotation) and values of earlier chunks of {@code chunkTokens} positions rounded to float32 and
+     * then to IEEE half precision, as a sealed F16 chunk stores them, and those of its own chunk
+     * (the open F32 tail) rounded to float32 only.
      */
     double[][] logits(int[] tokens, boolean halfKv) {
+        return logits(tokens, halfKv, io.kvstash.engine.kv.KvGeometry.DEFAULT_CHUNK_TOKENS);
+    }
+
+    double[][] logits(int[] tokens, boolean halfKv, int chunkTokens) {
         int n = tokens.length;
         int qDim = heads * headDim;
         int kvDim = kvHeads * headDim;
@@ -119,6 +125,8 @@ final class NaiveLlamaReference {
             double[][] q = new double[n][];
             double[][] k = new double[n][];
             double[][] v = new double[n][];
+            double[][] kHalf = new double[n][];
+            double[][] vHalf = new double[n][];
             for (int p = 0; p < n; p++) {
                 double[] xn = rmsNorm(x[p], w.get(b + "attn_norm.weight"));
                 q[p] = matVec(w.get(b + "attn_q.weight"), qDim, dim, xn);
@@ -127,8 +135,12 @@ final class NaiveLlamaReference {
                 rope(q[p], heads, p);
                 rope(k[p], kvHeads, p);
                 if (halfKv) {
-                    toHalf(k[p]);
-                    toHalf(v[p]);
+                    toFloat(k[p]);
+                    toFloat(v[p]);
+                    kHalf[p] = k[p].clone();
+                    vHalf[p] = v[p].clone();
+                    toHalf(kHalf[p]);
+                    toHalf(vHalf[p]);
                 }
             }
             int group = heads / kvHeads;
@@ -138,10 +150,12 @@ final class NaiveLlamaReference {
                     int kvh = h / group;
                     double[] s = new double[p + 1];
                     double max = Double.NEGATIVE_INFINITY;
+                    int sealedBefore = halfKv ? p / chunkTokens * chunkTokens : 0;
                     for (int j = 0; j <= p; j++) {
+                        double[] kj = j < sealedBefore ? kHalf[j] : k[j];
                         double dot = 0;
                         for (int i = 0; i < headDim; i++) {
-                            dot += q[p][h * headDim + i] * k[j][kvh * headDim + i];
+                            dot += q[p][h * headDim + i] * kj[kvh * headDim + i];
                         }
                         s[j] = dot / Math.sqrt(headDim);
                         max = Math.max(max, s[j]);
@@ -152,8 +166,9 @@ final class NaiveLlamaReference {
                         sum += s[j];
                     }
                     for (int j = 0; j <= p; j++) {
+                        double[] vj = j < sealedBefore ? vHalf[j] : v[j];
                         for (int i = 0; i < headDim; i++) {
-                            att[h * headDim + i] += s[j] / sum * v[j][kvh * headDim + i];
+                            att[h * headDim + i] += s[j] / sum * vj[kvh * headDim + i];
                         }
                     }
                 }
@@ -191,6 +206,10 @@ final class NaiveLlamaReference {
                 vec[b] = x0 * Math.sin(angle) + x1 * Math.cos(angle);
             }
         }
+    }
+
+    private static void toFloat(double[] x) {
+        for (int i = 0; i < x.length; i++) x[i] = (float) x[i];
     }
 
     private static void toHalf(double[] x) {

@@ -1,0 +1,334 @@
+package io.kvstash.engine.kernel;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Attention directly on quantized KV blocks (layouts in {@code io.kvstash.engine.kv.ChunkLayout}):
+ * query·key scores and the probability-weighted sum of values, read from the packed codes without
+ * decoding a block into a float buffer. Each kernel has a scalar twin ({@code *Scalar}).
+ *
+ * <p>KIVI keys: {@code x = min[g][c] + scale[g][c]·code}, so a score is
+ * {@code Σ_c q_c·min[g][c] + Σ_c (q_c·scale[g][c])·code}: per token group the products
+ * {@code q ⊙ scale} and the constant {@code q · min} are computed once, then every channel adds
+ * {@code (q⊙scale)_c · code} to a vector of tokens with one FMA. KIVI values:
+ * {@code Σ_t p_t·(min[t][g] + scale[t][g]·code)}: per channel group the weights {@code p ⊙ scale}
+ * and the constant {@code p · min} are computed once, then each channel is one dot product over tokens.
+ */
+public final class QuantizedKvKernels {
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final int G = 32;
+
+    private QuantizedKvKernels() {
+    }
+
+    private static float half(MemorySegment seg, long off) {
+        return Float.float16ToFloat(seg.get(SHORT, off));
+    }
+
+    // ---------------------------------------------------------------- Q8
+
+    /**
+     * Q8 block at {@code block}: {@code out[outOff+t] = factor · Σ_g scale[t][g]·(q_g · code[t]_g)}
+     * for t &lt; count.
+     */
+    public static void q8Scores(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] q, int qOff,
+                                int count, float factor, float[] out, int outOff) {
+        if (!Simd.ENABLED) {
+            q8ScoresScalar(seg, block, codesOff, chunkTokens, d, q, qOff, count, factor, out, outOff);
+            return;
+        }
+        int ng = (d + G - 1) / G;
+        for (int t = 0; t < count; t++) {
+            long codes = block + codesOff + (long) t * d;
+            long scales = block + 4L * t * ng;
+            float sum = 0f;
+            for (int g = 0; g < ng; g++) {
+                int c0 = g * G;
+                int n = Math.min(G, d - c0);
+                sum += seg.get(FLOAT, scales + 4L * g) * dotInt8(seg, codes + c0, q, qOff + c0, n);
+            }
+            out[outOff + t] = factor * sum;
+        }
+    }
+
+    public static void q8ScoresScalar(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] q, int qOff,
+                                      int count, float factor, float[] out, int outOff) {
+        int ng = (d + G - 1) / G;
+        for (int t = 0; t < count; t++) {
+            long codes = block + codesOff + (long) t * d;
+            long scales = block + 4L * t * ng;
+            float sum = 0f;
+            for (int g = 0; g < ng; g++) {
+                float groupSum = 0f;
+                for (int c = g * G; c < Math.min(d, g * G + G); c++) {
+                    groupSum += q[qOff + c] * seg.get(ValueLayout.JAVA_BYTE, codes + c);
+                }
+                sum += seg.get(FLOAT, scales + 4L * g) * groupSum;
+            }
+            out[outOff + t] = factor * sum;
+        }
+    }
+
+    /** Σ_i code[i]·x[i] over n signed bytes. */
+    private static float dotInt8(MemorySegment seg, long off, float[] x, int xOff, int n) {
+        FloatVector acc = FloatVector.zero(Simd.F);
+        int i = 0;
+        for (; i + Simd.BL <= n; i += Simd.BL) {
+            ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, off + i, ByteOrder.LITTLE_ENDIAN);
+            for (int p = 0; p < Simd.PARTS; p++) {
+                acc = ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(FloatVector.fromArray(Simd.F, x, xOff + i + p * Simd.FL), acc);
+            }
+        }
+        float sum = acc.reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) {
+            sum += seg.get(ValueLayout.JAVA_BYTE, off + i) * x[xOff + i];
+        }
+        return sum;
+    }
+
+    /** Q8 values: {@code out[outOff + c] += Σ_t w[t]·scale[t][g(c)]·code[t][c]} for t &lt; count. */
+    public static void q8AccumulateValues(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] w, int wOff,
+                                          int count, float[] out, int outOff) {
+        if (!Simd.ENABLED) {
+            q8AccumulateValuesScalar(seg, block, codesOff, chunkTokens, d, w, wOff, count, out, outOff);
+            return;
+        }
+        int ng = (d + G - 1) / G;
+        for (int t = 0; t < count; t++) {
+            long codes = block + codesOff + (long) t * d;
+            long scales = block + 4L * t * ng;
+            float wt = w[wOff + t];
+            for (int g = 0; g < ng; g++) {
+                int c0 = g * G;
+                int n = Math.min(G, d - c0);
+                float a = wt * seg.get(FLOAT, scales + 4L * g);
+                FloatVector av = FloatVector.broadcast(Simd.F, a);
+                int i = 0;
+                for (; i + Simd.BL <= n; i += Simd.BL) {
+                    ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, codes + c0 + i, ByteOrder.LITTLE_ENDIAN);
+                    for (int p = 0; p < Simd.PARTS; p++) {
+                        int o = outOff + c0 + i + p * Simd.FL;
+                        ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(av, FloatVector.fromArray(Simd.F, out, o)).intoArray(out, o);
+                    }
+                }
+                for (; i < n; i++) {
+                    out[outOff + c0 + i] += a * seg.get(ValueLayout.JAVA_BYTE, codes + c0 + i);
+                }
+            }
+        }
+    }
+
+    public static void q8AccumulateValuesScalar(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] w,
+                                                int wOff, int count, float[] out, int outOff) {
+        int ng = (d + G - 1) / G;
+        for (int t = 0; t < count; t++) {
+            long codes = block + codesOff + (long) t * d;
+            long scales = block + 4L * t * ng;
+            for (int c = 0; c < d; c++) {
+                float a = w[wOff + t] * seg.get(FLOAT, scales + 4L * (c / G));
+                out[outOff + c] += a * seg.get(ValueLayout.JAVA_BYTE, codes + c);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- KIVI
+
+    /** Floats of scratch {@link #kiviScores} and {@link #kiviAccumulateValues} need. */
+    public static int kiviScratchFloats(int chunkTokens, int d) {
+        int ng = (d + G - 1) / G;
+        return Math.max((chunkTokens / G) * (d + 1), ng * (chunkTokens + 1));
+    }
+
+    /**
+     * Scores of all {@code chunkTokens} tokens of a KIVI key block:
+     * {@code out[outOff + t] = factor · (q · key[t])}.
+     *
+     * @param minsOff  offset of {@code min[C/G][D]} (f16) in the block; scales follow at {@code scalesOff}
+     */
+    public static void kiviScores(int bits, MemorySegment seg, long block, long scalesOff, long codesOff, int chunkTokens, int d,
+                                  float[] q, int qOff, float factor, float[] out, int outOff, float[] scratch) {
+        int groups = chunkTokens / G;
+        // scratch: (q ⊙ scale) as [group][D], then q · min per group.
+        int qmAt = groups * d;
+        for (int g = 0; g < groups; g++) {
+            float qm = 0f;
+            for (int c = 0; c < d; c++) {
+                long at = (long) g * d + c;
+                float qc = q[qOff + c];
+                scratch[g * d + c] = qc * half(seg, block + scalesOff + 2 * at);
+                qm += qc * half(seg, block + 2 * at);
+            }
+            scratch[qmAt + g] = qm;
+        }
+        if (!Simd.ENABLED) {
+            kiviScoresFromScratch(bits, seg, block + codesOff, chunkTokens, d, factor, out, outOff, scratch);
+            return;
+        }
+        int perByte = 8 / bits;
+        int stride = chunkTokens / perByte;
+        int mask = (1 << bits) - 1;
+        long codes = block + codesOff;
+        for (int j = 0; j < stride; j += Simd.FL) {
+            int part = (j % Simd.BL) / Simd.FL;
+            long loadAt = j - (j % Simd.BL);
+            if (perByte == 2) {
+                int g0 = j / G;
+                int g1 = (j + stride) / G;
+                FloatVector a0 = FloatVector.zero(Simd.F);
+                FloatVector a1 = a0;
+                for (int c = 0; c < d; c++) {
+                    IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, codes + (long) c * stride + loadAt, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.B2I, Simd.I, part);
+                    a0 = ((FloatVector) v.and(mask).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(Simd.F, scratch[g0 * d + c]), a0);
+                    a1 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 4).and(mask).convert(VectorOperators.I2F, 0))
+                            .fma(FloatVector.broadcast(Simd.F, scratch[g1 * d + c]), a1);
+                }
+                a0.add(scratch[qmAt + g0]).mul(factor).intoArray(out, outOff + j);
+                a1.add(scratch[qmAt + g1]).mul(factor).intoArray(out, outOff + j + stride);
+            } else {
+                int g0 = j / G;
+                int g1 = (j + stride) / G;
+                int g2 = (j + 2 * stride) / G;
+                int g3 = (j + 3 * stride) / G;
+                FloatVector a0 = FloatVector.zero(Simd.F);
+                FloatVector a1 = a0;
+                FloatVector a2 = a0;
+                FloatVector a3 = a0;
+                for (int c = 0; c < d; c++) {
+                    IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, codes + (long) c * stride + loadAt, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.B2I, Simd.I, part);
+                    a0 = ((FloatVector) v.and(mask).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(Simd.F, scratch[g0 * d + c]), a0);
+                    a1 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 2).and(mask).convert(VectorOperators.I2F, 0))
+                            .fma(FloatVector.broadcast(Simd.F, scratch[g1 * d + c]), a1);
+                    a2 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 4).and(mask).convert(VectorOperators.I2F, 0))
+                            .fma(FloatVector.broadcast(Simd.F, scratch[g2 * d + c]), a2);
+                    a3 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 6).and(mask).convert(VectorOperators.I2F, 0))
+                            .fma(FloatVector.broadcast(Simd.F, scratch[g3 * d + c]), a3);
+                }
+                a0.add(scratch[qmAt + g0]).mul(factor).intoArray(out, outOff + j);
+                a1.add(scratch[qmAt + g1]).mul(factor).intoArray(out, outOff + j + stride);
+                a2.add(scratch[qmAt + g2]).mul(factor).intoArray(out, outOff + j + 2 * stride);
+                a3.add(scratch[qmAt + g3]).mul(factor).intoArray(out, outOff + j + 3 * stride);
+            }
+        }
+    }
+
+    /** The scalar twin of {@link #kiviScores}'s code loop (the scratch is prepared identically). */
+    public static void kiviScoresScalar(int bits, MemorySegment seg, long block, long scalesOff, long codesOff, int chunkTokens,
+                                        int d, float[] q, int qOff, float factor, float[] out, int outOff, float[] scratch) {
+        int groups = chunkTokens / G;
+        int qmAt = groups * d;
+        for (int g = 0; g < groups; g++) {
+            float qm = 0f;
+            for (int c = 0; c < d; c++) {
+                long at = (long) g * d + c;
+                float qc = q[qOff + c];
+                scratch[g * d + c] = qc * half(seg, block + scalesOff + 2 * at);
+                qm += qc * half(seg, block + 2 * at);
+            }
+            scratch[qmAt + g] = qm;
+        }
+        kiviScoresFromScratch(bits, seg, block + codesOff, chunkTokens, d, factor, out, outOff, scratch);
+    }
+
+    private static void kiviScoresFromScratch(int bits, MemorySegment seg, long codes, int chunkTokens, int d, float factor,
+                                              float[] out, int outOff, float[] scratch) {
+        int groups = chunkTokens / G;
+        int qmAt = groups * d;
+        for (int t = 0; t < chunkTokens; t++) {
+            int g = t / G;
+            float sum = 0f;
+            for (int c = 0; c < d; c++) {
+                sum += scratch[g * d + c] * kiviCode(bits, seg, codes, chunkTokens, c, t);
+            }
+            out[outOff + t] = factor * (sum + scratch[qmAt + g]);
+        }
+    }
+
+    /** The code of token t, channel c in a channel-major packed KIVI code array. */
+    public static int kiviCode(int bits, MemorySegment seg, long codes, int chunkTokens, int c, int t) {
+        int stride = chunkTokens * bits / 8;
+        int b = seg.get(ValueLayout.JAVA_BYTE, codes + (long) c * stride + t % stride) & 0xFF;
+        return (b >>> (t / stride * bits)) & ((1 << bits) - 1);
+    }
+
+    /**
+     * Adds {@code Σ_t w[wOff+t] · value[t]} over all {@code chunkTokens} tokens of a KIVI value block
+     * to {@code out[outOff .. +d)}.
+     */
+    public static void kiviAccumulateValues(int bits, MemorySegment seg, long block, long scalesOff, long codesOff, int chunkTokens,
+                                            int d, float[] w, int wOff, float[] out, int outOff, float[] scratch) {
+        int ng = (d + G - 1) / G;
+        prepareValueWeights(seg, block, scalesOff, chunkTokens, ng, w, wOff, scratch);
+        if (!Simd.ENABLED) {
+            kiviValuesFromScratch(bits, seg, block + codesOff, chunkTokens, d, out, outOff, scratch);
+            return;
+        }
+        int perByte = 8 / bits;
+        int stride = chunkTokens / perByte;
+        int mask = (1 << bits) - 1;
+        long codes = block + codesOff;
+        int mgAt = ng * chunkTokens;
+        for (int c = 0; c < d; c++) {
+            int g = c / G;
+            int wBase = g * chunkTokens;
+            long channel = codes + (long) c * stride;
+            FloatVector acc = FloatVector.zero(Simd.F);
+            for (int j = 0; j < stride; j += Simd.FL) {
+                int part = (j % Simd.BL) / Simd.FL;
+                IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, channel + j - (j % Simd.BL), ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2I, Simd.I, part);
+                for (int k = 0; k < perByte; k++) {
+                    FloatVector code = (FloatVector) v.lanewise(VectorOperators.LSHR, k * bits).and(mask).convert(VectorOperators.I2F, 0);
+                    acc = code.fma(FloatVector.fromArray(Simd.F, scratch, wBase + k * stride + j), acc);
+                }
+            }
+            out[outOff + c] += acc.reduceLanes(VectorOperators.ADD) + scratch[mgAt + g];
+        }
+    }
+
+    public static void kiviAccumulateValuesScalar(int bits, MemorySegment seg, long block, long scalesOff, long codesOff,
+                                                  int chunkTokens, int d, float[] w, int wOff, float[] out, int outOff, float[] scratch) {
+        int ng = (d + G - 1) / G;
+        prepareValueWeights(seg, block, scalesOff, chunkTokens, ng, w, wOff, scratch);
+        kiviValuesFromScratch(bits, seg, block + codesOff, chunkTokens, d, out, outOff, scratch);
+    }
+
+    /** scratch: (w ⊙ scale) as [group][C], then w · min per group. */
+    private static void prepareValueWeights(MemorySegment seg, long block, long scalesOff, int chunkTokens, int ng, float[] w, int wOff,
+                                            float[] scratch) {
+        int mgAt = ng * chunkTokens;
+        for (int g = 0; g < ng; g++) {
+            scratch[mgAt + g] = 0f;
+        }
+        for (int t = 0; t < chunkTokens; t++) {
+            float wt = w[wOff + t];
+            for (int g = 0; g < ng; g++) {
+                long at = (long) t * ng + g;
+                scratch[g * chunkTokens + t] = wt * half(seg, block + scalesOff + 2 * at);
+                scratch[mgAt + g] += wt * half(seg, block + 2 * at);
+            }
+        }
+    }
+
+    private static void kiviValuesFromScratch(int bits, MemorySegment seg, long codes, int chunkTokens, int d, float[] out, int outOff,
+                                              float[] scratch) {
+        int ng = (d + G - 1) / G;
+        int mgAt = ng * chunkTokens;
+        for (int c = 0; c < d; c++) {
+            int g = c / G;
+            float sum = 0f;
+            for (int t = 0; t < chunkTokens; t++) {
+                sum += scratch[g * chunkTokens + t] * kiviCode(bits, seg, codes, chunkTokens, c, t);
+            }
+            out[outOff + c] += sum + scratch[mgAt + g];
+        }
+    }
+}
