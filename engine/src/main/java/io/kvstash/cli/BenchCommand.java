@@ -56,8 +56,9 @@ final class BenchCommand implements Callable<Integer> {
             }
             // Measured runs take exactly the warm-up's code path, so the JIT has nothing new to compile.
             long allocatedBefore = threads.getTotalThreadAllocatedBytes();
+            double kvBytesPerToken = 0;
             for (int r = 0; r < runs; r++) {
-                runOnce(e, prompt, logits, rates);
+                kvBytesPerToken = runOnce(e, prompt, logits, rates);
                 prefill[r] = rates[0];
                 decode[r] = rates[1];
             }
@@ -66,7 +67,8 @@ final class BenchCommand implements Callable<Integer> {
             json.put("model", engine.model.getFileName().toString());
             json.put("threads", options.threads());
             json.put("simd", Simd.describe());
-            json.put("kv", options.kvFormat().name());
+            json.put("kv_format", options.kvFormat().name());
+            json.put("kv_bytes_per_token", Math.round(kvBytesPerToken * 10) / 10.0);
             json.put("prompt_tokens", promptTokens);
             json.put("gen_tokens", genTokens);
             json.put("runs", runs);
@@ -80,8 +82,12 @@ final class BenchCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** One prefill of the prompt and {@code genTokens} greedy decode steps; rates into {@code rates[0..1]}. */
-    private void runOnce(InferenceEngine e, int[] prompt, float[] logits, double[] rates) {
+    /**
+     * One prefill of the prompt and {@code genTokens} greedy decode steps; rates into
+     * {@code rates[0..1]}; returns the sequence's KV bytes per token at the end (sealed chunks and
+     * the F32 tail, everything counted).
+     */
+    private double runOnce(InferenceEngine e, int[] prompt, float[] logits, double[] rates) {
         int[] next = new int[1];
         try (KvCache cache = e.newSequence()) {
             long t0 = System.nanoTime();
@@ -94,6 +100,7 @@ final class BenchCommand implements Callable<Integer> {
             long t2 = System.nanoTime();
             rates[0] = prompt.length / ((t1 - t0) / 1e9);
             rates[1] = genTokens / ((t2 - t1) / 1e9);
+            return (double) cache.bytes() / cache.length();
         }
     }
 

@@ -17,17 +17,17 @@ final class EngineOptionsMixin {
     @Option(names = {"-c", "--context"}, paramLabel = "N", description = "Context length (default: the model's trained length; larger computes too).")
     int context;
 
-    @Option(names = "--kv", paramLabel = "FORMAT", description = "KV cache format: F32 or F16 (default F32).")
+    @Option(names = "--kv", paramLabel = "FORMAT", description = "KV cache format of full chunks: F32, F16, Q8, KIVI4 or KIVI2 (default F32).")
     String kv = "F32";
 
-    @Option(names = "--batch", paramLabel = "N", description = "Tokens per prefill step (default 64).")
-    int batch = 64;
+    @Option(names = "--prefill-batch", paramLabel = "N", description = "Tokens per prefill step (default 64).")
+    int prefillBatch = 64;
 
     @Option(names = "--verbose", description = "Print stack traces on errors.")
     boolean verbose;
 
     EngineOptions options() {
-        EngineOptions o = EngineOptions.defaults().withKvFormat(KvFormat.parse(kv)).withMaxBatch(batch).withContextLength(context);
+        EngineOptions o = EngineOptions.defaults().withKvFormat(KvFormat.parse(kv)).withMaxBatch(prefillBatch).withContextLength(context);
         return threads == null ? o : o.withThreads(threads);
     }
 
