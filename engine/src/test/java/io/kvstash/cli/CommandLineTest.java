@@ -121,7 +121,7 @@ class CommandLineTest {
     void shouldGenerateWithSmallHeapWhenWeightsAreMapped() throws Exception {
         Path model = TestModels.model("stories15M-q8_0.gguf");
         Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-        Process p = new ProcessBuilder(java.toString(), "-Xmx64m", "--add-modules", "jdk.incubator.vector",
+        Process p = new ProcessBuilder(java.toString(), "-Xmx64m", "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
                 "-cp", System.getProperty("java.class.path"), Main.class.getName(),
                 "generate", "--model", model.toString(), "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "64")
                 .redirectErrorStream(true).start();

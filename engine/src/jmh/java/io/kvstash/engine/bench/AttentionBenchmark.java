@@ -32,7 +32,7 @@ import org.openjdk.jmh.infra.Blackhole;
 @Measurement(iterations = 5, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
 public class AttentionBenchmark {
-    @Param({"F32", "F16"})
+    @Param({"F32", "F16", "Q8", "KIVI4", "KIVI2"})
     public KvFormat format;
 
     /** 48: stories15M (6 KV heads); 128: the Llama-family size. */
@@ -48,6 +48,7 @@ public class AttentionBenchmark {
     private float[] scores;
     private float[] weights;
     private float[] out;
+    private float[] scratch;
 
     @Setup
     public void setup() {
@@ -58,6 +59,8 @@ public class AttentionBenchmark {
         for (int t = 0; t < tokens; t++) {
             chunk.write(0, t, BenchModels.randomFloats(g.kvDim(), 2 * t), 0, BenchModels.randomFloats(g.kvDim(), 2 * t + 1), 0);
         }
+        chunk = store.seal(chunk);
+        scratch = new float[KvChunk.scratchFloats(g)];
         q = BenchModels.randomFloats(g.kvDim(), -1);
         scores = new float[tokens];
         weights = new float[tokens];
@@ -74,7 +77,7 @@ public class AttentionBenchmark {
     public void keyScores(Blackhole bh) {
         float scale = (float) (1.0 / Math.sqrt(headDim));
         for (int h = 0; h < KV_HEADS; h++) {
-            chunk.keyScores(0, h, q, h * headDim, tokens, scale, scores, 0);
+            chunk.keyScores(0, h, q, h * headDim, tokens, scale, scores, 0, scratch);
             bh.consume(scores);
         }
     }
@@ -83,7 +86,7 @@ public class AttentionBenchmark {
     public void accumulateValues(Blackhole bh) {
         Arrays.fill(out, 0f);
         for (int h = 0; h < KV_HEADS; h++) {
-            chunk.accumulateValues(0, h, weights, 0, tokens, out, h * headDim);
+            chunk.accumulateValues(0, h, weights, 0, tokens, out, h * headDim, scratch);
         }
         bh.consume(out);
     }
@@ -94,8 +97,8 @@ public class AttentionBenchmark {
         float scale = (float) (1.0 / Math.sqrt(headDim));
         Arrays.fill(out, 0f);
         for (int h = 0; h < KV_HEADS; h++) {
-            chunk.keyScores(0, h, q, h * headDim, tokens, scale, scores, 0);
-            chunk.accumulateValues(0, h, scores, 0, tokens, out, h * headDim);
+            chunk.keyScores(0, h, q, h * headDim, tokens, scale, scores, 0, scratch);
+            chunk.accumulateValues(0, h, scores, 0, tokens, out, h * headDim, scratch);
         }
         bh.consume(out);
     }

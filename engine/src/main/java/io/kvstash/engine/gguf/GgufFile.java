@@ -67,7 +67,16 @@ public final class GgufFile implements AutoCloseable {
             MemorySegment mapping;
             try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
                 long size = ch.size();
-                mapping = size == 0 ? MemorySegment.NULL.reinterpret(0) : ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
+                if (size == 0) {
+                    mapping = MemorySegment.NULL.reinterpret(0);
+                } else {
+                    MemorySegment mapped = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
+                    // The same bytes, same arena (so same lifetime and checks), but as a plain native
+                    // segment: kernels then see one segment class for weights and KV chunks alike.
+                    // Mixed classes make the JIT's type profile polymorphic, and it stops turning
+                    // vector loads from segments into single instructions everywhere.
+                    mapping = mapped.reinterpret(size, arena, null).asReadOnly();
+                }
             } catch (NoSuchFileException e) {
                 throw new GgufFormatException(path + ": no such file");
             } catch (IOException e) {

@@ -6,6 +6,7 @@ import java.nio.ByteOrder;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
@@ -48,13 +49,27 @@ public final class QuantizedKvKernels {
         for (int t = 0; t < count; t++) {
             long codes = block + codesOff + (long) t * d;
             long scales = block + 4L * t * ng;
-            float sum = 0f;
+            // One accumulator for the whole token: each group's scale is folded into the query.
+            FloatVector acc = FloatVector.zero(Simd.F);
+            float tail = 0f;
             for (int g = 0; g < ng; g++) {
                 int c0 = g * G;
                 int n = Math.min(G, d - c0);
-                sum += seg.get(FLOAT, scales + 4L * g) * dotInt8(seg, codes + c0, q, qOff + c0, n);
+                float scale = seg.get(FLOAT, scales + 4L * g);
+                FloatVector sv = FloatVector.broadcast(Simd.F, scale);
+                int i = 0;
+                for (; i + Simd.BL <= n; i += Simd.BL) {
+                    ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, codes + c0 + i, ByteOrder.LITTLE_ENDIAN);
+                    for (int p = 0; p < Simd.PARTS; p++) {
+                        FloatVector qs = FloatVector.fromArray(Simd.F, q, qOff + c0 + i + p * Simd.FL).mul(sv);
+                        acc = ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(qs, acc);
+                    }
+                }
+                for (; i < n; i++) {
+                    tail += scale * q[qOff + c0 + i] * seg.get(ValueLayout.JAVA_BYTE, codes + c0 + i);
+                }
             }
-            out[outOff + t] = factor * sum;
+            out[outOff + t] = factor * (acc.reduceLanes(VectorOperators.ADD) + tail);
         }
     }
 
@@ -74,23 +89,6 @@ public final class QuantizedKvKernels {
             }
             out[outOff + t] = factor * sum;
         }
-    }
-
-    /** Σ_i code[i]·x[i] over n signed bytes. */
-    private static float dotInt8(MemorySegment seg, long off, float[] x, int xOff, int n) {
-        FloatVector acc = FloatVector.zero(Simd.F);
-        int i = 0;
-        for (; i + Simd.BL <= n; i += Simd.BL) {
-            ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, off + i, ByteOrder.LITTLE_ENDIAN);
-            for (int p = 0; p < Simd.PARTS; p++) {
-                acc = ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(FloatVector.fromArray(Simd.F, x, xOff + i + p * Simd.FL), acc);
-            }
-        }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
-        for (; i < n; i++) {
-            sum += seg.get(ValueLayout.JAVA_BYTE, off + i) * x[xOff + i];
-        }
-        return sum;
     }
 
     /** Q8 values: {@code out[outOff + c] += Σ_t w[t]·scale[t][g(c)]·code[t][c]} for t &lt; count. */
@@ -155,22 +153,13 @@ public final class QuantizedKvKernels {
     public static void kiviScores(int bits, MemorySegment seg, long block, long scalesOff, long codesOff, int chunkTokens, int d,
                                   float[] q, int qOff, float factor, float[] out, int outOff, float[] scratch) {
         int groups = chunkTokens / G;
-        // scratch: (q ⊙ scale) as [group][D], then q · min per group.
         int qmAt = groups * d;
-        for (int g = 0; g < groups; g++) {
-            float qm = 0f;
-            for (int c = 0; c < d; c++) {
-                long at = (long) g * d + c;
-                float qc = q[qOff + c];
-                scratch[g * d + c] = qc * half(seg, block + scalesOff + 2 * at);
-                qm += qc * half(seg, block + 2 * at);
-            }
-            scratch[qmAt + g] = qm;
-        }
         if (!Simd.ENABLED) {
+            prepareQueryScalar(seg, block, scalesOff, groups, d, q, qOff, scratch);
             kiviScoresFromScratch(bits, seg, block + codesOff, chunkTokens, d, factor, out, outOff, scratch);
             return;
         }
+        prepareQuery(seg, block, scalesOff, groups, d, q, qOff, scratch);
         int perByte = 8 / bits;
         int stride = chunkTokens / perByte;
         int mask = (1 << bits) - 1;
@@ -223,7 +212,13 @@ public final class QuantizedKvKernels {
     /** The scalar twin of {@link #kiviScores}'s code loop (the scratch is prepared identically). */
     public static void kiviScoresScalar(int bits, MemorySegment seg, long block, long scalesOff, long codesOff, int chunkTokens,
                                         int d, float[] q, int qOff, float factor, float[] out, int outOff, float[] scratch) {
-        int groups = chunkTokens / G;
+        prepareQueryScalar(seg, block, scalesOff, chunkTokens / G, d, q, qOff, scratch);
+        kiviScoresFromScratch(bits, seg, block + codesOff, chunkTokens, d, factor, out, outOff, scratch);
+    }
+
+    /** scratch: (q ⊙ scale) as [group][D], then q · min per group; mins at the block start, scales at scalesOff. */
+    private static void prepareQueryScalar(MemorySegment seg, long block, long scalesOff, int groups, int d, float[] q, int qOff,
+                                           float[] scratch) {
         int qmAt = groups * d;
         for (int g = 0; g < groups; g++) {
             float qm = 0f;
@@ -235,7 +230,40 @@ public final class QuantizedKvKernels {
             }
             scratch[qmAt + g] = qm;
         }
-        kiviScoresFromScratch(bits, seg, block + codesOff, chunkTokens, d, factor, out, outOff, scratch);
+    }
+
+    private static void prepareQuery(MemorySegment seg, long block, long scalesOff, int groups, int d, float[] q, int qOff,
+                                     float[] scratch) {
+        int qmAt = groups * d;
+        int bound = Simd.F.loopBound(d);
+        for (int g = 0; g < groups; g++) {
+            long mins = block + 2L * g * d;
+            long scales = block + scalesOff + 2L * g * d;
+            FloatVector qm = FloatVector.zero(Simd.F);
+            int c = 0;
+            for (; c < bound; c += Simd.FL) {
+                FloatVector qv = FloatVector.fromArray(Simd.F, q, qOff + c);
+                // Half → float written out here, not called: a vector passed to a method the JIT
+                // does not inline is boxed. Mins and scales are finite (the encoder saturates).
+                IntVector sh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, scales + 2L * c, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.S2I, Simd.I, 0);
+                FloatVector sc = sh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
+                        .reinterpretAsInts().or(sh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+                IntVector mh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, mins + 2L * c, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.S2I, Simd.I, 0);
+                FloatVector mn = mh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
+                        .reinterpretAsInts().or(mh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+                qv.mul(sc).intoArray(scratch, g * d + c);
+                qm = qv.fma(mn, qm);
+            }
+            float sum = qm.reduceLanes(VectorOperators.ADD);
+            for (; c < d; c++) {
+                float qc = q[qOff + c];
+                scratch[g * d + c] = qc * half(seg, scales + 2L * c);
+                sum += qc * half(seg, mins + 2L * c);
+            }
+            scratch[qmAt + g] = sum;
+        }
     }
 
     private static void kiviScoresFromScratch(int bits, MemorySegment seg, long codes, int chunkTokens, int d, float factor,
@@ -266,11 +294,12 @@ public final class QuantizedKvKernels {
     public static void kiviAccumulateValues(int bits, MemorySegment seg, long block, long scalesOff, long codesOff, int chunkTokens,
                                             int d, float[] w, int wOff, float[] out, int outOff, float[] scratch) {
         int ng = (d + G - 1) / G;
-        prepareValueWeights(seg, block, scalesOff, chunkTokens, ng, w, wOff, scratch);
         if (!Simd.ENABLED) {
+            prepareValueWeights(seg, block, scalesOff, chunkTokens, ng, w, wOff, scratch);
             kiviValuesFromScratch(bits, seg, block + codesOff, chunkTokens, d, out, outOff, scratch);
             return;
         }
+        prepareValueWeightsSimd(seg, block, scalesOff, chunkTokens, ng, w, wOff, scratch);
         int perByte = 8 / bits;
         int stride = chunkTokens / perByte;
         int mask = (1 << bits) - 1;
@@ -301,20 +330,44 @@ public final class QuantizedKvKernels {
         kiviValuesFromScratch(bits, seg, block + codesOff, chunkTokens, d, out, outOff, scratch);
     }
 
-    /** scratch: (w ⊙ scale) as [group][C], then w · min per group. */
+    /** scratch: (w ⊙ scale) as [group][C], then w · min per group; parameters are group-major [NG][C]. */
     private static void prepareValueWeights(MemorySegment seg, long block, long scalesOff, int chunkTokens, int ng, float[] w, int wOff,
                                             float[] scratch) {
         int mgAt = ng * chunkTokens;
         for (int g = 0; g < ng; g++) {
-            scratch[mgAt + g] = 0f;
-        }
-        for (int t = 0; t < chunkTokens; t++) {
-            float wt = w[wOff + t];
-            for (int g = 0; g < ng; g++) {
-                long at = (long) t * ng + g;
+            float mg = 0f;
+            for (int t = 0; t < chunkTokens; t++) {
+                long at = (long) g * chunkTokens + t;
+                float wt = w[wOff + t];
                 scratch[g * chunkTokens + t] = wt * half(seg, block + scalesOff + 2 * at);
-                scratch[mgAt + g] += wt * half(seg, block + 2 * at);
+                mg += wt * half(seg, block + 2 * at);
             }
+            scratch[mgAt + g] = mg;
+        }
+    }
+
+    private static void prepareValueWeightsSimd(MemorySegment seg, long block, long scalesOff, int chunkTokens, int ng, float[] w,
+                                                int wOff, float[] scratch) {
+        int mgAt = ng * chunkTokens;
+        for (int g = 0; g < ng; g++) {
+            long mins = block + 2L * g * chunkTokens;
+            long scales = block + scalesOff + 2L * g * chunkTokens;
+            FloatVector mg = FloatVector.zero(Simd.F);
+            // chunkTokens is a multiple of 32 for KIVI, so whole vectors cover it.
+            for (int t = 0; t < chunkTokens; t += Simd.FL) {
+                FloatVector wv = FloatVector.fromArray(Simd.F, w, wOff + t);
+                IntVector sh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, scales + 2L * t, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.S2I, Simd.I, 0);
+                FloatVector sc = sh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
+                        .reinterpretAsInts().or(sh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+                IntVector mh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, mins + 2L * t, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.S2I, Simd.I, 0);
+                FloatVector mn = mh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
+                        .reinterpretAsInts().or(mh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+                wv.mul(sc).intoArray(scratch, g * chunkTokens + t);
+                mg = wv.fma(mn, mg);
+            }
+            scratch[mgAt + g] = mg.reduceLanes(VectorOperators.ADD);
         }
     }
 

@@ -3,50 +3,78 @@ package io.kvstash.engine.kv;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 
 /**
  * Seals a full F32 tail chunk into a quantized or half format, block by block, as
- * {@link ChunkLayout} lays it out. Runs once per chunk (every C tokens), so it is plain scalar
- * code; attention never decodes what it writes.
+ * {@link ChunkLayout} lays it out. Runs once per chunk (every C tokens): each block is encoded
+ * into heap arrays and copied into the chunk in bulk. Attention never decodes what it writes.
+ * One encoder serves one sealing thread at a time.
  */
 final class ChunkEncoder {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final int G = KvFormat.GROUP;
 
-    private ChunkEncoder() {
-    }
+    private final ChunkLayout from;
+    private final ChunkLayout to;
+    private final int c;
+    private final int d;
+    private final int ng;
+    private final float[] block;   // (C, D) one block's F32 values
+    private final float[] floats;  // Q8 scales
+    private final short[] mins;    // KIVI mins, then scales
+    private final short[] scales;
+    private final byte[] codes;
+    private final short[] halves;  // F16 values
 
-    static void encode(KvChunk tail, KvChunk sealed) {
-        ChunkLayout from = tail.layout();
-        ChunkLayout to = sealed.layout();
+    ChunkEncoder(ChunkLayout from, ChunkLayout to) {
         if (from.format() != KvFormat.F32) {
             throw new IllegalArgumentException("only F32 tails are sealed, got " + from.format());
         }
+        this.from = from;
+        this.to = to;
         KvGeometry g = from.geometry();
-        int c = g.chunkTokens();
-        int d = g.headDim();
-        float[] block = new float[c * d];
+        this.c = g.chunkTokens();
+        this.d = g.headDim();
+        this.ng = (d + G - 1) / G;
+        this.block = new float[c * d];
+        this.floats = new float[c * ng];
+        int params = Math.max(c / G * d, c * ng);
+        this.mins = new short[params];
+        this.scales = new short[params];
+        this.codes = new byte[c * d];
+        this.halves = to.format() == KvFormat.F16 ? new short[c * d] : new short[0];
+    }
+
+    void encode(KvChunk tail, KvChunk sealed) {
+        KvGeometry g = from.geometry();
+        MemorySegment out = sealed.data();
         for (int layer = 0; layer < g.layers(); layer++) {
             for (int head = 0; head < g.kvHeads(); head++) {
-                for (boolean value : new boolean[] {false, true}) {
+                for (int v = 0; v < 2; v++) {
+                    boolean value = v == 1;
                     MemorySegment.copy(tail.data(), FLOAT, from.blockOffset(layer, value, head), block, 0, c * d);
                     long at = to.blockOffset(layer, value, head);
-                    MemorySegment out = sealed.data();
                     switch (to.format()) {
                         case F32 -> MemorySegment.copy(block, 0, out, FLOAT, at, c * d);
                         case F16 -> {
                             for (int i = 0; i < c * d; i++) {
-                                out.set(SHORT, at + 2L * i, Float.floatToFloat16(block[i]));
+                                halves[i] = Float.floatToFloat16(block[i]);
                             }
+                            MemorySegment.copy(halves, 0, out, SHORT, at, c * d);
                         }
-                        case Q8 -> encodeQ8(block, c, d, out, at, to.codesOffset(value));
+                        case Q8 -> {
+                            encodeQ8();
+                            MemorySegment.copy(floats, 0, out, FLOAT, at, c * ng);
+                            MemorySegment.copy(codes, 0, out, ValueLayout.JAVA_BYTE, at + to.codesOffset(value), c * d);
+                        }
                         case KIVI4, KIVI2 -> {
-                            if (value) {
-                                encodeKiviValues(to.format().codeBits, block, c, d, out, at, to.scalesOffset(true), to.codesOffset(true));
-                            } else {
-                                encodeKiviKeys(to.format().codeBits, block, c, d, out, at, to.scalesOffset(false), to.codesOffset(false));
-                            }
+                            int bits = to.format().codeBits;
+                            int params = value ? encodeKiviValues(bits) : encodeKiviKeys(bits);
+                            MemorySegment.copy(mins, 0, out, SHORT, at, params);
+                            MemorySegment.copy(scales, 0, out, SHORT, at + to.scalesOffset(value), params);
+                            MemorySegment.copy(codes, 0, out, ValueLayout.JAVA_BYTE, at + to.codesOffset(value), d * c * bits / 8);
                         }
                     }
                 }
@@ -55,54 +83,55 @@ final class ChunkEncoder {
     }
 
     /** Per token, per group of G channels: symmetric int8 with scale = max|x| / 127. */
-    private static void encodeQ8(float[] x, int c, int d, MemorySegment out, long at, long codesOff) {
-        int ng = (d + G - 1) / G;
+    private void encodeQ8() {
         for (int t = 0; t < c; t++) {
             for (int g = 0; g < ng; g++) {
-                int lo = g * G;
-                int hi = Math.min(d, lo + G);
+                int lo = t * d + g * G;
+                int hi = t * d + Math.min(d, g * G + G);
                 float amax = 0f;
                 for (int i = lo; i < hi; i++) {
-                    amax = Math.max(amax, Math.abs(x[t * d + i]));
+                    amax = Math.max(amax, Math.abs(block[i]));
                 }
                 float scale = amax / 127f;
                 float inv = scale > 0 ? 1f / scale : 0f;
-                out.set(FLOAT, at + 4L * (t * ng + g), scale);
+                floats[t * ng + g] = scale;
                 for (int i = lo; i < hi; i++) {
-                    int q = Math.round(x[t * d + i] * inv);
-                    out.set(ValueLayout.JAVA_BYTE, at + codesOff + (long) t * d + i, (byte) Math.max(-127, Math.min(127, q)));
+                    codes[i] = (byte) Math.max(-127, Math.min(127, Math.round(block[i] * inv)));
                 }
             }
         }
     }
 
-    /** Keys: per channel, per group of G tokens; min and scale as halves, codes packed channel-major. */
-    private static void encodeKiviKeys(int bits, float[] x, int c, int d, MemorySegment out, long at, long scalesOff, long codesOff) {
+    /** Keys: per channel, per group of G tokens; returns the number of parameters written. */
+    private int encodeKiviKeys(int bits) {
         int levels = (1 << bits) - 1;
-        int groups = c / G;
-        clearCodes(out, at + codesOff, (long) d * c * bits / 8);
-        for (int g = 0; g < groups; g++) {
+        int stride = c * bits / 8;
+        Arrays.fill(codes, 0, d * stride, (byte) 0);
+        for (int g = 0; g < c / G; g++) {
             for (int ch = 0; ch < d; ch++) {
                 float min = Float.POSITIVE_INFINITY;
                 float max = Float.NEGATIVE_INFINITY;
                 for (int t = g * G; t < g * G + G; t++) {
-                    min = Math.min(min, x[t * d + ch]);
-                    max = Math.max(max, x[t * d + ch]);
+                    min = Math.min(min, block[t * d + ch]);
+                    max = Math.max(max, block[t * d + ch]);
                 }
-                long param = 2L * ((long) g * d + ch);
-                float[] ms = storeMinScale(out, at + param, at + scalesOff + param, min, max, levels);
+                int p = g * d + ch;
+                setMinScale(p, min, max, levels);
+                float m = Float.float16ToFloat(mins[p]);
+                float s = Float.float16ToFloat(scales[p]);
                 for (int t = g * G; t < g * G + G; t++) {
-                    putCode(bits, out, at + codesOff, c, ch, t, code(x[t * d + ch], ms, levels));
+                    put(bits, stride, ch, t, code(block[t * d + ch], m, s, levels));
                 }
             }
         }
+        return c / G * d;
     }
 
-    /** Values: per token, per group of G channels (the last may be shorter). */
-    private static void encodeKiviValues(int bits, float[] x, int c, int d, MemorySegment out, long at, long scalesOff, long codesOff) {
+    /** Values: per token, per group of G channels (the last may be shorter); parameters group-major. */
+    private int encodeKiviValues(int bits) {
         int levels = (1 << bits) - 1;
-        int ng = (d + G - 1) / G;
-        clearCodes(out, at + codesOff, (long) d * c * bits / 8);
+        int stride = c * bits / 8;
+        Arrays.fill(codes, 0, d * stride, (byte) 0);
         for (int t = 0; t < c; t++) {
             for (int g = 0; g < ng; g++) {
                 int lo = g * G;
@@ -110,55 +139,46 @@ final class ChunkEncoder {
                 float min = Float.POSITIVE_INFINITY;
                 float max = Float.NEGATIVE_INFINITY;
                 for (int i = lo; i < hi; i++) {
-                    min = Math.min(min, x[t * d + i]);
-                    max = Math.max(max, x[t * d + i]);
+                    min = Math.min(min, block[t * d + i]);
+                    max = Math.max(max, block[t * d + i]);
                 }
-                long param = 2L * ((long) t * ng + g);
-                float[] ms = storeMinScale(out, at + param, at + scalesOff + param, min, max, levels);
+                int p = g * c + t;
+                setMinScale(p, min, max, levels);
+                float m = Float.float16ToFloat(mins[p]);
+                float s = Float.float16ToFloat(scales[p]);
                 for (int i = lo; i < hi; i++) {
-                    putCode(bits, out, at + codesOff, c, i, t, code(x[t * d + i], ms, levels));
+                    put(bits, stride, i, t, code(block[t * d + i], m, s, levels));
                 }
             }
         }
+        return ng * c;
     }
 
     /**
-     * Stores min and scale as halves and returns the values as stored, so codes are computed against
-     * exactly what attention will read. Saturates at the half range rather than storing infinities.
+     * Min and scale as halves, saturated to the half range rather than infinite. Codes are then
+     * computed against exactly the stored values, which attention will read.
      */
-    private static float[] storeMinScale(MemorySegment out, long minAt, long scaleAt, float min, float max, int levels) {
+    private void setMinScale(int p, float min, float max, int levels) {
         short m16 = Float.floatToFloat16(Math.max(-65504f, Math.min(65504f, min)));
         float m = Float.float16ToFloat(m16);
-        float scale = Math.min(65504f, (max - m) / levels);
-        short s16 = Float.floatToFloat16(scale);
-        float s = Float.float16ToFloat(s16);
+        short s16 = Float.floatToFloat16(Math.min(65504f, (max - m) / levels));
         // Rounding the scale down would push the largest value past the top code; step up one ulp.
-        if (s * levels + m < max && s < 65504f) {
-            s16 = (short) (s16 + 1);
-            s = Float.float16ToFloat(s16);
+        if (Float.float16ToFloat(s16) * levels + m < max && Float.float16ToFloat(s16) < 65504f) {
+            s16++;
         }
-        out.set(SHORT, minAt, m16);
-        out.set(SHORT, scaleAt, s16);
-        return new float[] {m, s};
+        mins[p] = m16;
+        scales[p] = s16;
     }
 
-    private static int code(float x, float[] minScale, int levels) {
-        float s = minScale[1];
+    private static int code(float x, float m, float s, int levels) {
         if (!(s > 0)) {
             return 0;
         }
-        return Math.max(0, Math.min(levels, Math.round((x - minScale[0]) / s)));
+        return Math.max(0, Math.min(levels, Math.round((x - m) / s)));
     }
 
-    private static void clearCodes(MemorySegment out, long at, long bytes) {
-        out.asSlice(at, bytes).fill((byte) 0);
-    }
-
-    private static void putCode(int bits, MemorySegment out, long codes, int c, int channel, int token, int code) {
-        int stride = c * bits / 8;
-        long at = codes + (long) channel * stride + token % stride;
-        int shift = token / stride * bits;
-        byte b = out.get(ValueLayout.JAVA_BYTE, at);
-        out.set(ValueLayout.JAVA_BYTE, at, (byte) (b | (code << shift)));
+    /** Channel-major packing: byte j of a channel holds tokens j + k·stride at bits k·b. */
+    private void put(int bits, int stride, int channel, int token, int code) {
+        codes[channel * stride + token % stride] |= (byte) (code << (token / stride * bits));
     }
 }

@@ -11,7 +11,8 @@ package io.kvstash.engine.kv;
  *     x = scale · code. Token-major, so attention reads one token's channels as vectors.
  * <li>KIVI keys: {@code min[C/G][D]}, {@code scale[C/G][D]} (f16, per channel per token group),
  *     then {@code codes[D][C·b/8]}.
- * <li>KIVI values: {@code min[C][NG]}, {@code scale[C][NG]} (f16, per token per channel group), then
+ * <li>KIVI values: {@code min[NG][C]}, {@code scale[NG][C]} (f16, per channel group per token; group-major
+ *     so that attention scales a whole group's token weights with vector operations), then
  *     {@code codes[D][C·b/8]}.
  * </ul>
  * KIVI codes are channel-major with the tokens of one channel packed so that one load unpacks to

@@ -19,6 +19,7 @@ public final class SlabKvStore implements KvStore {
     private final Arena arena = Arena.ofShared();
     private final Pool tails;
     private final Pool sealed;
+    private final ThreadLocal<ChunkEncoder> encoders;
     private long inUseBytes;
     private long totalAllocatedBytes;
     private boolean closed;
@@ -29,6 +30,7 @@ public final class SlabKvStore implements KvStore {
         this.capacityBytes = capacityBytes;
         this.tails = new Pool(ChunkLayout.of(geometry, KvFormat.F32));
         this.sealed = geometry.format() == KvFormat.F32 ? tails : new Pool(geometry.layout());
+        this.encoders = ThreadLocal.withInitial(() -> new ChunkEncoder(tails.layout, sealed.layout));
     }
 
     /** Free list and slabs for chunks of one layout. */
@@ -90,8 +92,9 @@ public final class SlabKvStore implements KvStore {
         synchronized (this) {
             out = take(sealed);
         }
-        // Encoding runs outside the lock: it touches only these two chunks.
-        ChunkEncoder.encode(tail, out);
+        // Encoding runs outside the store's lock: it touches only these two chunks and this
+        // thread's encoder.
+        encoders.get().encode(tail, out);
         release(tail);
         return out;
     }

@@ -36,7 +36,7 @@ final class ChunkDecoder {
                         int stride = c * bits / 8;
                         int b = m.get(ValueLayout.JAVA_BYTE, at + layout.codesOffset(value) + (long) i * stride + t % stride) & 0xFF;
                         int code = (b >>> (t / stride * bits)) & ((1 << bits) - 1);
-                        long param = value ? (long) t * ng + i / gs : (long) (t / gs) * d + i;
+                        long param = value ? (long) (i / gs) * c + t : (long) (t / gs) * d + i;
                         float min = Float.float16ToFloat(m.get(SHORT, at + 2 * param));
                         float scale = Float.float16ToFloat(m.get(SHORT, at + layout.scalesOffset(value) + 2 * param));
                         yield min + scale * code;
