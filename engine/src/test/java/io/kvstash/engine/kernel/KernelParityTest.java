@@ -6,6 +6,11 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.kvstash.engine.gguf.GgmlType;
 import io.kvstash.engine.gguf.GgufWriter;
+import io.kvstash.engine.kv.ChunkLayout;
+import io.kvstash.engine.kv.KvChunk;
+import io.kvstash.engine.kv.KvFormat;
+import io.kvstash.engine.kv.KvGeometry;
+import io.kvstash.engine.kv.SlabKvStore;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -225,6 +230,62 @@ class KernelParityTest {
             KvKernels.axpyF16(0.3f, f16, 0, a, 0, n);
             KvKernels.axpyF16Scalar(0.3f, f16, 0, b, 0, n);
             assertArrayClose(b, a, "kv axpy f16");
+        }
+    }
+
+    /** Q8 and KIVI attention kernels against their scalar twins on sealed chunks of random KV, every head dim shape. */
+    @ParameterizedTest
+    @EnumSource(value = KvFormat.class, names = {"Q8", "KIVI4", "KIVI2"})
+    void shouldMatchScalarTwinWhenAttendingOverQuantizedChunks(KvFormat format) {
+        Random r = new Random(77 + format.ordinal());
+        for (int d : new int[] {8, 20, 48, 64, 128}) {
+            KvGeometry g = new KvGeometry(2, 2, d, 64, format);
+            ChunkLayout layout = g.layout();
+            try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE)) {
+                KvChunk tail = store.allocate();
+                for (int l = 0; l < 2; l++) {
+                    for (int t = 0; t < 64; t++) {
+                        tail.write(l, t, random(r, g.kvDim(), 3f), 0, random(r, g.kvDim(), 1f), 0);
+                    }
+                }
+                KvChunk chunk = store.seal(tail);
+                float[] scratchA = new float[KvChunk.scratchFloats(g)];
+                float[] scratchB = new float[KvChunk.scratchFloats(g)];
+                for (int l = 0; l < 2; l++) {
+                    for (int h = 0; h < 2; h++) {
+                        float[] q = random(r, d + 3, 1f);
+                        float[] w = random(r, 64 + 2, 0.1f);
+                        float[] simd = new float[64];
+                        float[] scalar = new float[64];
+                        float[] accSimd = random(r, d, 1f);
+                        float[] accScalar = accSimd.clone();
+                        long kb = layout.blockOffset(l, false, h);
+                        long vb = layout.blockOffset(l, true, h);
+                        if (format == KvFormat.Q8) {
+                            QuantizedKvKernels.q8Scores(chunk.data(), kb, layout.codesOffset(false), 64, d, q, 3, 64, 0.5f, simd, 0);
+                            QuantizedKvKernels.q8ScoresScalar(chunk.data(), kb, layout.codesOffset(false), 64, d, q, 3, 64, 0.5f, scalar, 0);
+                            QuantizedKvKernels.q8AccumulateValues(chunk.data(), vb, layout.codesOffset(true), 64, d, w, 2, 64, accSimd, 0);
+                            QuantizedKvKernels.q8AccumulateValuesScalar(chunk.data(), vb, layout.codesOffset(true), 64, d, w, 2, 64, accScalar, 0);
+                        } else {
+                            int bits = format.codeBits;
+                            QuantizedKvKernels.kiviScores(bits, chunk.data(), kb, layout.scalesOffset(false), layout.codesOffset(false), 64, d,
+                                    q, 3, 0.5f, simd, 0, scratchA);
+                            QuantizedKvKernels.kiviScoresScalar(bits, chunk.data(), kb, layout.scalesOffset(false), layout.codesOffset(false), 64,
+                                    d, q, 3, 0.5f, scalar, 0, scratchB);
+                            QuantizedKvKernels.kiviAccumulateValues(bits, chunk.data(), vb, layout.scalesOffset(true), layout.codesOffset(true),
+                                    64, d, w, 2, accSimd, 0, scratchA);
+                            QuantizedKvKernels.kiviAccumulateValuesScalar(bits, chunk.data(), vb, layout.scalesOffset(true),
+                                    layout.codesOffset(true), 64, d, w, 2, accScalar, 0, scratchB);
+                        }
+                        for (int t = 0; t < 64; t++) {
+                            assertEquals(scalar[t], simd[t], 1e-4f * (1 + Math.abs(scalar[t])), format + " d=" + d + " score " + t);
+                        }
+                        for (int c = 0; c < d; c++) {
+                            assertEquals(accScalar[c], accSimd[c], 1e-4f * (1 + Math.abs(accScalar[c])), format + " d=" + d + " value " + c);
+                        }
+                    }
+                }
+            }
         }
     }
 
