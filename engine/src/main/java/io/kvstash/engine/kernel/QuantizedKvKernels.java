@@ -305,7 +305,37 @@ public final class QuantizedKvKernels {
         int mask = (1 << bits) - 1;
         long codes = block + codesOff;
         int mgAt = ng * chunkTokens;
-        for (int c = 0; c < d; c++) {
+        int c = 0;
+        // Two channels per pass: their dependent FMA chains and reductions overlap.
+        for (; c + 1 < d; c += 2) {
+            int g0 = c / G;
+            int g1 = (c + 1) / G;
+            int w0 = g0 * chunkTokens;
+            int w1 = g1 * chunkTokens;
+            long ch0 = codes + (long) c * stride;
+            long ch1 = ch0 + stride;
+            FloatVector acc0 = FloatVector.zero(Simd.F);
+            FloatVector acc1 = acc0;
+            for (int j = 0; j < stride; j += Simd.FL) {
+                int part = (j % Simd.BL) / Simd.FL;
+                long at = j - (j % Simd.BL);
+                IntVector v0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, ch0 + at, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2I, Simd.I, part);
+                IntVector v1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, ch1 + at, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2I, Simd.I, part);
+                for (int k = 0; k < perByte; k++) {
+                    int shift = k * bits;
+                    int t = k * stride + j;
+                    acc0 = ((FloatVector) v0.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0))
+                            .fma(FloatVector.fromArray(Simd.F, scratch, w0 + t), acc0);
+                    acc1 = ((FloatVector) v1.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0))
+                            .fma(FloatVector.fromArray(Simd.F, scratch, w1 + t), acc1);
+                }
+            }
+            out[outOff + c] += acc0.reduceLanes(VectorOperators.ADD) + scratch[mgAt + g0];
+            out[outOff + c + 1] += acc1.reduceLanes(VectorOperators.ADD) + scratch[mgAt + g1];
+        }
+        for (; c < d; c++) {
             int g = c / G;
             int wBase = g * chunkTokens;
             long channel = codes + (long) c * stride;
