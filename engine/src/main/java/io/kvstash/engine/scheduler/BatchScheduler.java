@@ -85,9 +85,10 @@ public final class BatchScheduler implements AutoCloseable {
         this.pending = new ArrayBlockingQueue<>(config.queueCapacity());
         stepCaches = new KvCache[maxBatch];
         stepTokens = new int[maxBatch];
-        logitTokens = new int[maxBatch];
-        logitSeqs = new Seq[maxBatch];
-        logits = new float[maxBatch * vocab];
+        // At most one logit row per active sequence per step.
+        logitTokens = new int[config.maxActive()];
+        logitSeqs = new Seq[config.maxActive()];
+        logits = new float[config.maxActive() * vocab];
         row = new float[vocab];
         thread = new Thread(this::loop, "kvstash-scheduler");
         thread.setDaemon(true);
