@@ -21,9 +21,9 @@ import picocli.CommandLine.Spec;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Measure prefill and decode speed: after warm-up runs, the median of several runs. Prints one JSON object.",
                 "Every run goes through the batch scheduler: --batch B sequences (prompts of --prompt-tokens, each a different"
-                        + " rotation of the same text) prefill together, then decode --gen-tokens greedy tokens each (end-of-text ignored).",
+                        + " rotation of the same text) prefill together, then run --gen-tokens greedy decode steps each (G + 1 sampled tokens, the first from the prefill; end-of-text ignored).",
                 "prefill_tokens_per_s: B x prompt tokens / wall time from submission until every sequence has its first token.",
-                "decode_tokens_per_s: tokens sampled after that moment (all B sequences decoding, about B x (G - 1)) / wall time"
+                "decode_tokens_per_s: tokens sampled after that moment (all B sequences decoding, B x G) / wall time"
                         + " from that moment to the last token; for B > 1 this is the aggregate over the batch, one step decoding"
                         + " one token of every sequence."})
 final class BenchCommand implements Callable<Integer> {
@@ -66,7 +66,7 @@ final class BenchCommand implements Callable<Integer> {
             for (int b = 0; b < batch; b++) {
                 prompts[b] = benchPrompt(e, promptTokens, b);
             }
-            long[][] times = new long[batch][genTokens];
+            long[][] times = new long[batch][genTokens + 1];
             double[] prefill = new double[runs];
             double[] decode = new double[runs];
             double[] rates = new double[2];
@@ -117,7 +117,7 @@ final class BenchCommand implements Callable<Integer> {
         for (int i = 0; i < b; i++) {
             long[] mine = times[i];
             int[] count = new int[1];
-            handles[i] = scheduler.submit(prompts[i], SamplingParams.greedy(), genTokens, true, new GenerationListener() {
+            handles[i] = scheduler.submit(prompts[i], SamplingParams.greedy(), genTokens + 1, true, new GenerationListener() {
                 @Override
                 public void onToken(int token, String text) {
                     mine[count[0]++] = System.nanoTime();
@@ -127,7 +127,7 @@ final class BenchCommand implements Callable<Integer> {
         GenerationResult first = null;
         for (int i = 0; i < b; i++) {
             GenerationResult r = handles[i].result().get();
-            if (r.reason() != StopReason.LENGTH || r.tokens().length != genTokens) {
+            if (r.reason() != StopReason.LENGTH || r.tokens().length != genTokens + 1) {
                 throw new IllegalStateException("bench sequence " + i + " ended with " + r.reason() + " after " + r.tokens().length
                         + " tokens" + (r.error() != null ? ": " + r.error() : ""));
             }
@@ -139,7 +139,7 @@ final class BenchCommand implements Callable<Integer> {
         long end = Long.MIN_VALUE;
         for (long[] t : times) {
             prefilled = Math.max(prefilled, t[0]);
-            end = Math.max(end, t[genTokens - 1]);
+            end = Math.max(end, t[genTokens]);
         }
         long decoded = 0;
         for (long[] t : times) {
