@@ -108,6 +108,38 @@ public final class InferenceEngine implements AutoCloseable {
         forward.forward(cache, tokens, off, n, logitsFrom, logits);
     }
 
+    /**
+     * One step over tokens of several sequences (see {@link ForwardPass#step}): token {@code i}
+     * belongs to {@code caches[i]}; logits for the step's tokens {@code logitTokens[0..logitCount)}
+     * go to rows {@code 0..logitCount)} of {@code logits}. Serialised with {@link #forward}.
+     */
+    public synchronized void forwardStep(KvCache[] caches, int[] tokens, int off, int n, int[] logitTokens, int logitCount,
+                                         float[] logits) {
+        for (int i = 0; i < n; i++) {
+            int pos = caches[i].length();
+            for (int j = 0; j < i; j++) {
+                if (caches[j] == caches[i]) {
+                    pos++;
+                }
+            }
+            if (pos >= contextLength) {
+                throw new ContextOverflowException("sequence of " + caches[i].length() + " tokens cannot grow past the context length "
+                        + contextLength + " (raise the context length, e.g. --context on the command line)");
+            }
+        }
+        forward.step(caches, tokens, off, n, logitTokens, logitCount, logits);
+    }
+
+    /** Most tokens one forward step takes ({@link EngineOptions#maxBatch()}). */
+    public int maxBatch() {
+        return forward.maxBatch();
+    }
+
+    /** Bytes of KV chunks currently handed out by this engine's store. */
+    public long kvBytesInUse() {
+        return kvStore.bytesInUse();
+    }
+
     /** Receives generated text as it becomes complete; returning false stops generation. */
     @FunctionalInterface
     public interface TextSink {

@@ -104,6 +104,20 @@ class CommandLineTest {
         JsonNode json = new ObjectMapper().readTree(r.out());
         assertTrue(json.get("prefill_tokens_per_s").asDouble() > 0);
         assertTrue(json.get("decode_tokens_per_s").asDouble() > 0);
+        assertEquals(1, json.get("batch").asInt());
+    }
+
+    @Test
+    void shouldReportAggregateDecodeRateWhenBenchmarkingABatch() throws Exception {
+        Run r = run("bench", "--model", TestModels.model("stories260K-f32.gguf").toString(), "--threads", "2", "--batch", "4",
+                "--kv", "KIVI4", "--prompt-tokens", "70", "--gen-tokens", "8", "--runs", "1", "--warmup", "1");
+        assertEquals(0, r.code(), r.err());
+        JsonNode json = new ObjectMapper().readTree(r.out());
+        assertEquals(4, json.get("batch").asInt());
+        assertEquals("KIVI4", json.get("kv_format").asText());
+        assertTrue(json.get("prefill_tokens_per_s").asDouble() > 0);
+        assertTrue(json.get("decode_tokens_per_s").asDouble() > 0);
+        assertTrue(json.get("kv_bytes_per_token").asDouble() > 0);
     }
 
     @Test

@@ -71,6 +71,12 @@ public final class VectorMath {
         }
         int fl = Simd.FL;
         for (int tt = 0; tt < n; tt += 2 * fl) {
+            if (n - tt <= fl) {
+                // One vector of tokens left (small batches): half the work of the two-vector tile.
+                // Each lane still sums its products in column order, so results are bit-identical.
+                tile4Narrow(w, cols, xT, n, nPad, tt, out, outOff, outStride, lanes, lanesOff);
+                return;
+            }
             FloatVector a00 = FloatVector.zero(Simd.F);
             FloatVector a01 = a00;
             FloatVector a10 = a00;
@@ -112,6 +118,35 @@ public final class VectorMath {
                 out[o + 2] = lanes[lanesOff + 4 * fl + t];
                 out[o + 3] = lanes[lanesOff + 6 * fl + t];
             }
+        }
+    }
+
+    /** {@link #tile4} for the last {@code n − tt ≤ FL} tokens. */
+    private static void tile4Narrow(float[] w, int cols, float[] xT, int n, int nPad, int tt, float[] out, int outOff, int outStride,
+                                    float[] lanes, int lanesOff) {
+        int fl = Simd.FL;
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int c = 0, xo = tt; c < cols; c++, xo += nPad) {
+            FloatVector x0 = FloatVector.fromArray(Simd.F, xT, xo);
+            a0 = x0.fma(FloatVector.broadcast(Simd.F, w[c]), a0);
+            a1 = x0.fma(FloatVector.broadcast(Simd.F, w[cols + c]), a1);
+            a2 = x0.fma(FloatVector.broadcast(Simd.F, w[2 * cols + c]), a2);
+            a3 = x0.fma(FloatVector.broadcast(Simd.F, w[3 * cols + c]), a3);
+        }
+        a0.intoArray(lanes, lanesOff);
+        a1.intoArray(lanes, lanesOff + fl);
+        a2.intoArray(lanes, lanesOff + 2 * fl);
+        a3.intoArray(lanes, lanesOff + 3 * fl);
+        int count = n - tt;
+        for (int t = 0; t < count; t++) {
+            int o = outOff + (tt + t) * outStride;
+            out[o] = lanes[lanesOff + t];
+            out[o + 1] = lanes[lanesOff + fl + t];
+            out[o + 2] = lanes[lanesOff + 2 * fl + t];
+            out[o + 3] = lanes[lanesOff + 3 * fl + t];
         }
     }
 

@@ -37,6 +37,11 @@ public final class ForwardPass {
     private final float[] xT;           // (maxColumns, paddedTokens(maxBatch)) transposed input of a batched product
     private float[][] scores;           // (worker, positions) grows with the context
     private float[][] kvScratch;        // (worker, KvChunk.scratchFloats) for attention on quantized chunks
+    // Per-token bookkeeping of the current step: which sequence a token belongs to and its position.
+    private final KvCache[] tokenCache; // (batch)
+    private final int[] tokenPos;       // (batch)
+    private final KvCache[] oneCache;   // (batch) filled with the one cache of a single-sequence forward
+    private final int[] allRows;        // (batch) 0, 1, 2, ... logit rows of a single-sequence step
 
     private final MatTask matTask = new MatTask();
     private final AttentionTask attentionTask = new AttentionTask();
@@ -64,6 +69,13 @@ public final class ForwardPass {
         xT = new float[model.maxColumns() * WeightMatrix.paddedTokens(maxBatch)];
         scores = new float[pool.threads()][KvGeometry.DEFAULT_CHUNK_TOKENS];
         kvScratch = new float[pool.threads()][0];
+        tokenCache = new KvCache[maxBatch];
+        tokenPos = new int[maxBatch];
+        oneCache = new KvCache[maxBatch];
+        allRows = new int[maxBatch];
+        for (int i = 0; i < maxBatch; i++) {
+            allRows[i] = i;
+        }
     }
 
     public LlamaModel model() {
@@ -96,18 +108,97 @@ public final class ForwardPass {
                 throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + c.vocabularySize() + ")");
             }
         }
-        ensureScoreCapacity(cache.length() + n);
-        ensureKvScratch(cache.geometry());
         int chunkTokens = cache.geometry().chunkTokens();
-        for (int done = 0, b; done < n; done += b) {
-            // A step never crosses a chunk boundary: a chunk is sealed before any later position
-            // attends to it, so what a query sees does not depend on how the tokens were batched.
+        try {
+            for (int done = 0, b; done < n; done += b) {
+                // A step never crosses a chunk boundary: a chunk is sealed before any later position
+                // attends to it, so what a query sees does not depend on how the tokens were batched.
+                int pos = cache.length();
+                b = Math.min(Math.min(maxBatch, n - done), chunkTokens - pos % chunkTokens);
+                int firstLogit = Math.max(0, logitsFrom - done);
+                int logitsOffset = Math.max(0, done - logitsFrom) * c.vocabularySize();
+                java.util.Arrays.fill(oneCache, 0, b, cache);
+                int m = logits == null ? 0 : Math.max(0, b - firstLogit);
+                runStep(oneCache, tokens, off + done, b, allRows, firstLogit, m, logits, logitsOffset);
+            }
+        } finally {
+            java.util.Arrays.fill(oneCache, null);
+        }
+    }
+
+    /**
+     * One step over tokens of possibly different sequences: token {@code i} is
+     * {@code tokens[off + i]} and belongs to the sequence {@code caches[i]}, at position
+     * {@code caches[i].length()} plus the number of earlier tokens of the same sequence in this step
+     * (a sequence may contribute several consecutive tokens, e.g. a slice of its prompt). The weight
+     * matrices are applied once to the whole batch; rope, KV writes and attention use each token's
+     * own cache and position. Logits for tokens {@code logitTokens[0 .. logitCount)} (ascending
+     * indices into the step) go to rows {@code 0 .. logitCount) of {@code logits}. Afterwards every
+     * touched cache has its new length (full tails are sealed).
+     *
+     * <p>A sequence's tokens in one step must not cross a KV chunk boundary, and {@code n} must not
+     * exceed {@link #maxBatch()}. Checks everything before touching any cache.
+     */
+    public void step(KvCache[] caches, int[] tokens, int off, int n, int[] logitTokens, int logitCount, float[] logits) {
+        if (n <= 0 || n > maxBatch) {
+            throw new IllegalArgumentException("step of " + n + " tokens outside [1, " + maxBatch + "]");
+        }
+        if (logitCount < 0 || logitCount > n || (logitCount > 0 && logits == null)) {
+            throw new IllegalArgumentException("bad logit count " + logitCount + " for a step of " + n + " tokens");
+        }
+        if (logits != null && (long) logitCount * c.vocabularySize() > logits.length) {
+            throw new IllegalArgumentException("logits buffer too small for " + logitCount + " rows");
+        }
+        for (int r = 0; r < logitCount; r++) {
+            if (logitTokens[r] < 0 || logitTokens[r] >= n || (r > 0 && logitTokens[r] <= logitTokens[r - 1])) {
+                throw new IllegalArgumentException("logit token indices must ascend within [0, " + n + ")");
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            int id = tokens[off + i];
+            if (id < 0 || id >= c.vocabularySize()) {
+                throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + c.vocabularySize() + ")");
+            }
+        }
+        runStep(caches, tokens, off, n, logitTokens, 0, logitCount, logits, 0);
+    }
+
+    /**
+     * Assigns positions, checks the chunk rule, reserves chunks and runs the layers. Logit rows
+     * are {@code logitTokens[logitFrom .. logitFrom + logitCount)} into {@code logits} from
+     * {@code logitsOffset}.
+     */
+    private void runStep(KvCache[] caches, int[] tokens, int off, int n, int[] logitTokens, int logitFrom, int logitCount,
+                         float[] logits, int logitsOffset) {
+        int maxPositions = 0;
+        for (int i = 0; i < n; i++) {
+            KvCache cache = caches[i];
             int pos = cache.length();
-            b = Math.min(Math.min(maxBatch, n - done), chunkTokens - pos % chunkTokens);
-            int firstLogit = Math.max(0, logitsFrom - done);
-            int logitsOffset = Math.max(0, done - logitsFrom) * c.vocabularySize();
-            cache.reserve(pos + b);
-            runBatch(cache, tokens, off + done, b, firstLogit, logits, logitsOffset);
+            int first = i;
+            for (int j = 0; j < i; j++) {
+                if (caches[j] == cache) {
+                    pos++;
+                    first = Math.min(first, j);
+                }
+            }
+            int chunkTokens = cache.geometry().chunkTokens();
+            if (first < i && pos / chunkTokens != tokenPos[first] / chunkTokens) {
+                throw new IllegalArgumentException("a sequence's tokens in one step cross the KV chunk boundary at "
+                        + pos / chunkTokens * chunkTokens);
+            }
+            tokenPos[i] = pos;
+            maxPositions = Math.max(maxPositions, pos + 1);
+            ensureKvScratch(cache.geometry());
+        }
+        ensureScoreCapacity(maxPositions);
+        try {
+            for (int i = 0; i < n; i++) {
+                tokenCache[i] = caches[i];
+                caches[i].reserve(tokenPos[i] + 1);
+            }
+            runBatch(tokens, off, n, logitTokens, logitFrom, logitCount, logits, logitsOffset);
+        } finally {
+            java.util.Arrays.fill(tokenCache, 0, n, null);
         }
     }
 
@@ -129,13 +220,13 @@ public final class ForwardPass {
         }
     }
 
-    private void runBatch(KvCache cache, int[] tokens, int off, int n, int firstLogit, float[] logits, int logitsOffset) {
+    private void runBatch(int[] tokens, int off, int n, int[] logitTokens, int logitFrom, int logitCount, float[] logits,
+                          int logitsOffset) {
         int dim = c.dim();
-        int start = cache.length();
         for (int t = 0; t < n; t++) {
             model.tokenEmbedding().dequantizeRow(tokens[off + t], x, t * dim);
         }
-        computeRopeAngles(start, n);
+        computeRopeAngles(n);
         for (int l = 0; l < c.layers(); l++) {
             LlamaModel.Layer layer = model.layer(l);
             for (int t = 0; t < n; t++) {
@@ -145,11 +236,13 @@ public final class ForwardPass {
             for (int t = 0; t < n; t++) {
                 rope(q, t * c.queryDim(), c.heads(), t);
                 rope(k, t * c.kvDim(), c.kvHeads(), t);
-                int pos = start + t;
-                KvChunk chunk = cache.chunk(pos / cache.geometry().chunkTokens());
-                chunk.write(l, pos % cache.geometry().chunkTokens(), k, t * c.kvDim(), v, t * c.kvDim());
+                KvCache cache = tokenCache[t];
+                int pos = tokenPos[t];
+                int chunkTokens = cache.geometry().chunkTokens();
+                KvChunk chunk = cache.chunk(pos / chunkTokens);
+                chunk.write(l, pos % chunkTokens, k, t * c.kvDim(), v, t * c.kvDim());
             }
-            attentionTask.run(cache, l, start, n);
+            attentionTask.run(l, n);
             matTask.run1(att, n, layer.wo(), xb2);
             VectorMath.add(xb2, 0, x, 0, n * dim);
             for (int t = 0; t < n; t++) {
@@ -160,21 +253,23 @@ public final class ForwardPass {
             matTask.run1(hb, n, layer.wDown(), xb2);
             VectorMath.add(xb2, 0, x, 0, n * dim);
         }
-        cache.setLength(start + n);
-        int m = n - firstLogit;
-        if (m > 0 && logits != null) {
-            for (int t = 0; t < m; t++) {
-                VectorMath.rmsNorm(x, (firstLogit + t) * dim, model.outputNorm(), c.rmsEps(), xb, t * dim, dim);
+        // Tokens of one sequence have ascending positions, so its last setLength is its new length.
+        for (int t = 0; t < n; t++) {
+            tokenCache[t].setLength(tokenPos[t] + 1);
+        }
+        if (logitCount > 0 && logits != null) {
+            for (int r = 0; r < logitCount; r++) {
+                VectorMath.rmsNorm(x, logitTokens[logitFrom + r] * dim, model.outputNorm(), c.rmsEps(), xb, r * dim, dim);
             }
-            matTask.logits(xb, m, model.output(), logits, logitsOffset);
+            matTask.logits(xb, logitCount, model.output(), logits, logitsOffset);
         }
     }
 
-    private void computeRopeAngles(int start, int n) {
+    private void computeRopeAngles(int n) {
         float[] inv = model.ropeInverseFrequencies();
         int half = inv.length;
         for (int t = 0; t < n; t++) {
-            double pos = start + t;
+            double pos = tokenPos[t];
             for (int i = 0; i < half; i++) {
                 double angle = pos * inv[i];
                 ropeCos[t * half + i] = (float) Math.cos(angle);
@@ -304,25 +399,16 @@ public final class ForwardPass {
 
     /** Causal attention of every (token, head) of the batch over the cache's chunks. */
     private final class AttentionTask implements ComputePool.RangeTask {
-        private KvCache cache;
         private int layer;
-        private int start;
 
-        void run(KvCache cache, int layer, int start, int n) {
-            this.cache = cache;
+        void run(int layer, int n) {
             this.layer = layer;
-            this.start = start;
-            try {
-                pool.run(this, n * c.heads());
-            } finally {
-                this.cache = null;
-            }
+            pool.run(this, n * c.heads());
         }
 
         @Override
         public void run(int from, int to, int worker) {
             int hd = c.headDim();
-            int chunkTokens = cache.geometry().chunkTokens();
             float scale = (float) (1.0 / Math.sqrt(hd));
             float[] sc = scores[worker];
             float[] scratch = kvScratch[worker];
@@ -330,7 +416,9 @@ public final class ForwardPass {
                 int t = i / c.heads();
                 int h = i % c.heads();
                 int kvHead = h / c.groupSize();
-                int positions = start + t + 1;
+                KvCache cache = tokenCache[t];
+                int chunkTokens = cache.geometry().chunkTokens();
+                int positions = tokenPos[t] + 1;
                 int qOff = t * c.queryDim() + h * hd;
                 for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
                     cache.chunk(ch).keyScores(layer, kvHead, q, qOff, Math.min(chunkTokens, positions - p), scale, sc, p, scratch);

@@ -1,0 +1,418 @@
+package io.kvstash.engine.scheduler;
+
+import io.kvstash.engine.ContextOverflowException;
+import io.kvstash.engine.InferenceEngine;
+import io.kvstash.engine.kv.KvCache;
+import io.kvstash.engine.sampling.Sampler;
+import io.kvstash.engine.sampling.SamplingParams;
+import io.kvstash.engine.tokenizer.TokenDecoder;
+import io.kvstash.engine.tokenizer.Tokenizer;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * Continuous batching over one {@link InferenceEngine}: a single scheduling thread runs forward
+ * steps, each of which decodes one token for every sequence in decode state and, in the room left
+ * (at most {@link Config#prefillTokensPerStep()} tokens), a slice of the prompt of one or a few
+ * sequences still prefilling. New sequences join between steps; finished or cancelled ones leave
+ * and their KV cache is closed. All forward calls go through {@link InferenceEngine#forwardStep},
+ * which is serialised with the engine's other forward calls.
+ *
+ * <p>{@link #submit} is thread-safe. Waiting (not yet admitted) sequences sit in a bounded queue;
+ * when it is full, {@code submit} throws {@link QueueFullException}. Listeners run on the
+ * scheduling thread. {@link #close()} cancels every sequence (in flight or waiting) and joins the
+ * thread; it does not close the engine.
+ */
+public final class BatchScheduler implements AutoCloseable {
+    /**
+     * @param maxActive            sequences admitted at once (prefilling or decoding); at most the engine's max batch
+     * @param queueCapacity        sequences that may wait for admission
+     * @param prefillTokensPerStep most prompt tokens in one step (across prefilling sequences)
+     */
+    public record Config(int maxActive, int queueCapacity, int prefillTokensPerStep) {
+        public Config {
+            if (maxActive < 1 || queueCapacity < 1 || prefillTokensPerStep < 1) {
+                throw new IllegalArgumentException("maxActive, queueCapacity and prefillTokensPerStep must be positive");
+            }
+        }
+
+        /** As many active sequences as the engine's step holds, a queue of 256, 64 prompt tokens per step. */
+        public static Config defaults(InferenceEngine engine) {
+            return new Config(engine.maxBatch(), 256, 64);
+        }
+    }
+
+    private final InferenceEngine engine;
+    private final Tokenizer tokenizer;
+    private final Config config;
+    private final int maxBatch;
+    private final int vocab;
+    private final ArrayBlockingQueue<Seq> pending;
+    private final Object submitLock = new Object();
+    private final AtomicLong ids = new AtomicLong();
+    private final Thread thread;
+    private volatile boolean closed;
+
+    // Scheduling thread only.
+    private final List<Seq> active = new ArrayList<>();
+    private final KvCache[] stepCaches;
+    private final int[] stepTokens;
+    private final int[] logitTokens;
+    private final Seq[] logitSeqs;
+    private final float[] logits;
+    private final float[] row;
+
+    public BatchScheduler(InferenceEngine engine) {
+        this(engine, Config.defaults(engine));
+    }
+
+    public BatchScheduler(InferenceEngine engine, Config config) {
+        this.engine = Objects.requireNonNull(engine, "engine");
+        this.config = Objects.requireNonNull(config, "config");
+        this.maxBatch = engine.maxBatch();
+        if (config.maxActive() > maxBatch) {
+            throw new IllegalArgumentException("maxActive " + config.maxActive() + " exceeds the engine's max batch " + maxBatch
+                    + " (every decoding sequence takes one token of a step)");
+        }
+        this.tokenizer = engine.tokenizer();
+        this.vocab = engine.config().vocabularySize();
+        this.pending = new ArrayBlockingQueue<>(config.queueCapacity());
+        stepCaches = new KvCache[maxBatch];
+        stepTokens = new int[maxBatch];
+        // At most one logit row per active sequence per step.
+        logitTokens = new int[config.maxActive()];
+        logitSeqs = new Seq[config.maxActive()];
+        logits = new float[config.maxActive() * vocab];
+        row = new float[vocab];
+        thread = new Thread(this::loop, "kvstash-scheduler");
+        thread.setDaemon(true);
+        thread.start();
+    }
+
+    public Config config() {
+        return config;
+    }
+
+    /** Same as {@link #submit(int[], SamplingParams, int, boolean, GenerationListener)} stopping at end-of-generation tokens. */
+    public Generation submit(int[] prompt, SamplingParams params, int maxTokens, GenerationListener listener) {
+        return submit(prompt, params, maxTokens, false, listener);
+    }
+
+    /**
+     * Queues a sequence: prefill {@code prompt}, then sample up to {@code maxTokens} tokens (fewer
+     * at an end-of-generation token unless {@code ignoreEndOfGeneration}, or at the context length).
+     *
+     * @throws QueueFullException        when the queue of waiting sequences is full
+     * @throws IllegalStateException     after {@link #close()}
+     * @throws ContextOverflowException  when the prompt alone exceeds the context length
+     */
+    public Generation submit(int[] prompt, SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
+                             GenerationListener listener) {
+        Objects.requireNonNull(params, "params");
+        if (prompt.length == 0) {
+            throw new IllegalArgumentException("empty prompt");
+        }
+        if (maxTokens < 0) {
+            throw new IllegalArgumentException("max tokens must not be negative, got " + maxTokens);
+        }
+        for (int id : prompt) {
+            if (id < 0 || id >= vocab) {
+                throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + vocab + ")");
+            }
+        }
+        int context = engine.contextLength();
+        if (prompt.length > context) {
+            throw new ContextOverflowException("prompt of " + prompt.length + " tokens exceeds the context length " + context
+                    + " (raise the context length, e.g. --context on the command line)");
+        }
+        Generation handle = new Generation(ids.incrementAndGet(), prompt.length);
+        Seq seq = new Seq(handle, prompt.clone(), params, Math.min(maxTokens, context - prompt.length + 1),
+                ignoreEndOfGeneration, listener == null ? new GenerationListener() {} : listener);
+        synchronized (submitLock) {
+            if (closed) {
+                throw new IllegalStateException("scheduler is closed");
+            }
+            if (!pending.offer(seq)) {
+                throw new QueueFullException("scheduler queue is full: " + config.queueCapacity()
+                        + " sequences already waiting for admission");
+            }
+        }
+        return handle;
+    }
+
+    /** Sequences submitted and not yet admitted (a snapshot). */
+    public int waiting() {
+        return pending.size();
+    }
+
+    /** Cancels every sequence, in flight or waiting, and waits for the scheduling thread to end. */
+    @Override
+    public void close() {
+        synchronized (submitLock) {
+            closed = true;
+        }
+        if (Thread.currentThread() == thread) {
+            return; // from a listener: the loop ends after this step
+        }
+        boolean interrupted = false;
+        while (thread.isAlive()) {
+            try {
+                thread.join();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private void loop() {
+        try {
+            while (!closed) {
+                admit();
+                if (active.isEmpty()) {
+                    Seq s = pending.poll(20, TimeUnit.MILLISECONDS);
+                    if (s != null && !closed) {
+                        start(s);
+                    } else if (s != null) {
+                        finish(s, StopReason.CANCELLED, null);
+                    }
+                    continue;
+                }
+                step();
+            }
+        } catch (InterruptedException e) {
+            // treated as close
+        } catch (Throwable t) {
+            for (int i = active.size() - 1; i >= 0; i--) {
+                finish(active.get(i), StopReason.ERROR, t);
+            }
+        } finally {
+            synchronized (submitLock) {
+                closed = true;
+            }
+            for (int i = active.size() - 1; i >= 0; i--) {
+                finish(active.get(i), StopReason.CANCELLED, null);
+            }
+            for (Seq s; (s = pending.poll()) != null; ) {
+                finish(s, StopReason.CANCELLED, null);
+            }
+        }
+    }
+
+    /** Drops cancelled waiting sequences, then admits while there is room. */
+    private void admit() {
+        if (!pending.isEmpty()) {
+            for (Iterator<Seq> it = pending.iterator(); it.hasNext(); ) {
+                Seq s = it.next();
+                if (s.handle.isCancelRequested()) {
+                    it.remove();
+                    finish(s, StopReason.CANCELLED, null);
+                }
+            }
+        }
+        while (active.size() < config.maxActive()) {
+            Seq s = pending.poll();
+            if (s == null) {
+                break;
+            }
+            start(s);
+        }
+    }
+
+    private void start(Seq s) {
+        if (s.handle.isCancelRequested()) {
+            finish(s, StopReason.CANCELLED, null);
+            return;
+        }
+        if (s.maxTokens == 0) {
+            finish(s, StopReason.LENGTH, null);
+            return;
+        }
+        try {
+            s.cache = engine.newSequence();
+            s.sampler = new Sampler(s.params, vocab);
+            s.decoder = tokenizer.newDecoder();
+            // As in InferenceEngine.generate: the continuation follows the prompt, so its first
+            // piece keeps its leading space.
+            s.decoder.next(tokenizer.bos());
+        } catch (RuntimeException e) {
+            finish(s, StopReason.ERROR, e);
+            return;
+        }
+        active.add(s);
+    }
+
+    private void step() {
+        for (int i = active.size() - 1; i >= 0; i--) {
+            Seq s = active.get(i);
+            if (s.handle.isCancelRequested()) {
+                finish(s, StopReason.CANCELLED, null);
+            }
+        }
+        if (active.isEmpty()) {
+            return;
+        }
+        int n = 0;
+        int rows = 0;
+        // Decode tokens first: one per decoding sequence.
+        for (int i = 0; i < active.size(); i++) {
+            Seq s = active.get(i);
+            if (s.prefilled == s.prompt.length) {
+                stepCaches[n] = s.cache;
+                stepTokens[n] = s.history[s.count - 1];
+                logitTokens[rows] = n;
+                logitSeqs[rows++] = s;
+                n++;
+            }
+        }
+        // Then prompt slices, in admission order, within the prefill budget and the step's room.
+        int budget = Math.min(config.prefillTokensPerStep(), maxBatch - n);
+        for (int i = 0; i < active.size() && budget > 0; i++) {
+            Seq s = active.get(i);
+            if (s.prefilled < s.prompt.length) {
+                int chunkTokens = s.cache.geometry().chunkTokens();
+                int pos = s.prefilled;
+                int take = Math.min(Math.min(budget, s.prompt.length - pos), chunkTokens - pos % chunkTokens);
+                for (int t = 0; t < take; t++) {
+                    stepCaches[n + t] = s.cache;
+                }
+                System.arraycopy(s.prompt, pos, stepTokens, n, take);
+                n += take;
+                budget -= take;
+                s.inStep = take;
+                if (pos + take == s.prompt.length) {
+                    logitTokens[rows] = n - 1;
+                    logitSeqs[rows++] = s;
+                }
+            }
+        }
+        try {
+            engine.forwardStep(stepCaches, stepTokens, 0, n, logitTokens, rows, logits);
+        } catch (RuntimeException e) {
+            // Every sequence in the step may have a half-written cache: end them all.
+            for (int i = active.size() - 1; i >= 0; i--) {
+                Seq s = active.get(i);
+                if (s.inStep > 0 || s.prefilled == s.prompt.length) {
+                    finish(s, StopReason.ERROR, e);
+                }
+            }
+            return;
+        } finally {
+            Arrays.fill(stepCaches, 0, n, null);
+        }
+        for (int i = 0; i < active.size(); i++) {
+            Seq s = active.get(i);
+            s.prefilled += s.inStep;
+            s.inStep = 0;
+        }
+        for (int r = 0; r < rows; r++) {
+            Seq s = logitSeqs[r];
+            logitSeqs[r] = null;
+            System.arraycopy(logits, r * vocab, row, 0, vocab);
+            sampled(s, row);
+        }
+    }
+
+    /** Mirrors {@link InferenceEngine#generate}: sample, stop or emit, then decide whether to go on. */
+    private void sampled(Seq s, float[] logits) {
+        int token;
+        try {
+            token = s.sampler.sample(logits, s.history, s.count);
+        } catch (RuntimeException e) {
+            finish(s, StopReason.ERROR, e);
+            return;
+        }
+        if (!s.ignoreEndOfGeneration && tokenizer.isEndOfGeneration(token)) {
+            finish(s, StopReason.STOP, null);
+            return;
+        }
+        s.history[s.count++] = token;
+        try {
+            String text = s.decoder.next(token);
+            s.text.append(text);
+            s.listener.onToken(token, text);
+        } catch (RuntimeException e) {
+            finish(s, StopReason.ERROR, e);
+            return;
+        }
+        if (s.count - s.prompt.length == s.maxTokens) {
+            finish(s, StopReason.LENGTH, null);
+        } else if (s.cache.length() >= engine.contextLength()) {
+            finish(s, StopReason.CONTEXT, null);
+        }
+    }
+
+    private void finish(Seq s, StopReason reason, Throwable error) {
+        if (s.finished) {
+            return;
+        }
+        s.finished = true;
+        active.remove(s);
+        long kvBytes = 0;
+        int kvPositions = 0;
+        if (s.cache != null) {
+            kvBytes = s.cache.bytes();
+            kvPositions = s.cache.length();
+            s.cache.close();
+            s.cache = null;
+        }
+        if (s.decoder != null) {
+            try {
+                s.text.append(s.decoder.flush());
+            } catch (RuntimeException e) {
+                // keep what was decoded
+            }
+        }
+        int generated = Math.max(0, s.count - s.prompt.length);
+        GenerationResult result = new GenerationResult(s.prompt.length,
+                Arrays.copyOfRange(s.history, s.prompt.length, s.prompt.length + generated), s.text.toString(), reason, error,
+                kvBytes, kvPositions);
+        try {
+            s.listener.onComplete(result);
+        } catch (RuntimeException e) {
+            // the result stands; a failing completion callback cannot change it
+        } finally {
+            s.handle.complete(result);
+        }
+    }
+
+    /** A sequence's state, touched only by the scheduling thread (after submission). */
+    private static final class Seq {
+        final Generation handle;
+        final int[] prompt;
+        final SamplingParams params;
+        final int maxTokens;
+        final boolean ignoreEndOfGeneration;
+        final GenerationListener listener;
+        final int[] history; // prompt, then generated tokens
+        final StringBuilder text = new StringBuilder();
+        int count;           // valid entries of history
+        int prefilled;       // prompt tokens in the cache
+        int inStep;          // prompt tokens in the current step
+        KvCache cache;
+        Sampler sampler;
+        TokenDecoder decoder;
+        boolean finished;
+
+        Seq(Generation handle, int[] prompt, SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
+            GenerationListener listener) {
+            this.handle = handle;
+            this.prompt = prompt;
+            this.params = params;
+            this.maxTokens = maxTokens;
+            this.ignoreEndOfGeneration = ignoreEndOfGeneration;
+            this.listener = listener;
+            this.history = new int[prompt.length + maxTokens];
+            System.arraycopy(prompt, 0, history, 0, prompt.length);
+            this.count = prompt.length;
+        }
+    }
+}
