@@ -297,20 +297,30 @@ class ForwardPassConsistencyTest {
     @ValueSource(strings = {TINY, TINY_ODD_FFN, STORIES})
     void shouldGiveBitIdenticalLogitsWhenThreadCountChanges(String name) {
         try (Subject s = open(name)) {
-            for (int round = 0; round < 8; round++) {
+            // Until the JIT has compiled every kernel, runs differ in their last bits whatever the
+            // thread count (interpreted Vector API code sums lanes in another order), and a compile
+            // can land between any two runs. A real dependence on the thread count shows in every
+            // round; so pass on the first round where all four runs agree bit for bit, and fail with
+            // the last difference if none does.
+            AssertionError last = null;
+            for (int round = 0; round < 12; round++) {
                 float[][] before = threadRun(s, 1);
                 float[][] two = threadRun(s, 2);
                 float[][] three = threadRun(s, 3);
                 float[][] after = threadRun(s, 1);
-                if (Arrays.equals(before[0], after[0]) && Arrays.equals(before[1], after[1])) {
+                try {
+                    assertArrayEquals(before[0], after[0], name + ": prefill logits with 1 thread, run twice");
+                    assertArrayEquals(before[1], after[1], name + ": decode logits with 1 thread, run twice");
                     assertArrayEquals(before[0], two[0], name + ": prefill logits with 2 threads vs 1");
                     assertArrayEquals(before[1], two[1], name + ": decode logits with 2 threads vs 1");
                     assertArrayEquals(before[0], three[0], name + ": prefill logits with 3 threads vs 1");
                     assertArrayEquals(before[1], three[1], name + ": decode logits with 3 threads vs 1");
                     return;
+                } catch (AssertionError e) {
+                    last = e;
                 }
             }
-            throw new AssertionError(name + ": single-thread logits kept changing between runs for 8 rounds");
+            throw last;
         }
     }
 
