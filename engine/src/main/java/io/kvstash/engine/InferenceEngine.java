@@ -87,10 +87,6 @@ public final class InferenceEngine implements AutoCloseable {
         return contextLength;
     }
 
-    public GgufFile file() {
-        return file;
-    }
-
     /** An empty sequence; close it to return its chunks. */
     public KvCache newSequence() {
         return new KvCache(kvStore);

@@ -56,12 +56,6 @@ public final class Simd {
         return bits;
     }
 
-    /** Widths this machine can run, for tests and reports: 0 (scalar) and every vector size up to the preferred one. */
-    public static int[] availableBits() {
-        int preferred = FloatVector.SPECIES_PREFERRED.vectorBitSize();
-        return java.util.stream.IntStream.of(0, 128, 256, 512).filter(b -> b <= preferred).toArray();
-    }
-
     public static String describe() {
         return ENABLED ? BITS + "-bit (" + FL + " floats)" : "scalar";
     }

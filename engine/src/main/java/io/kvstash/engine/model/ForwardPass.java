@@ -6,6 +6,7 @@ import io.kvstash.engine.kernel.WeightMatrix;
 import io.kvstash.engine.kv.KvCache;
 import io.kvstash.engine.kv.KvChunk;
 import io.kvstash.engine.kv.KvGeometry;
+import java.util.Arrays;
 
 /**
  * Runs tokens through a {@link LlamaModel}: batched prefill (a block of tokens through each layer as
@@ -102,12 +103,7 @@ public final class ForwardPass {
         if (logits != null && (long) (n - logitsFrom) * c.vocabularySize() > logits.length) {
             throw new IllegalArgumentException("logits buffer too small for " + (n - logitsFrom) + " rows");
         }
-        for (int i = 0; i < n; i++) {
-            int id = tokens[off + i];
-            if (id < 0 || id >= c.vocabularySize()) {
-                throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + c.vocabularySize() + ")");
-            }
-        }
+        requireTokenIds(tokens, off, n);
         int chunkTokens = cache.geometry().chunkTokens();
         try {
             for (int done = 0, b; done < n; done += b) {
@@ -117,12 +113,12 @@ public final class ForwardPass {
                 b = Math.min(Math.min(maxBatch, n - done), chunkTokens - pos % chunkTokens);
                 int firstLogit = Math.max(0, logitsFrom - done);
                 int logitsOffset = Math.max(0, done - logitsFrom) * c.vocabularySize();
-                java.util.Arrays.fill(oneCache, 0, b, cache);
+                Arrays.fill(oneCache, 0, b, cache);
                 int m = logits == null ? 0 : Math.max(0, b - firstLogit);
                 runStep(oneCache, tokens, off + done, b, allRows, firstLogit, m, logits, logitsOffset);
             }
         } finally {
-            java.util.Arrays.fill(oneCache, null);
+            Arrays.fill(oneCache, null);
         }
     }
 
@@ -154,12 +150,7 @@ public final class ForwardPass {
                 throw new IllegalArgumentException("logit token indices must ascend within [0, " + n + ")");
             }
         }
-        for (int i = 0; i < n; i++) {
-            int id = tokens[off + i];
-            if (id < 0 || id >= c.vocabularySize()) {
-                throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + c.vocabularySize() + ")");
-            }
-        }
+        requireTokenIds(tokens, off, n);
         runStep(caches, tokens, off, n, logitTokens, 0, logitCount, logits, 0);
     }
 
@@ -198,12 +189,21 @@ public final class ForwardPass {
             }
             runBatch(tokens, off, n, logitTokens, logitFrom, logitCount, logits, logitsOffset);
         } finally {
-            java.util.Arrays.fill(tokenCache, 0, n, null);
+            Arrays.fill(tokenCache, 0, n, null);
+        }
+    }
+
+    private void requireTokenIds(int[] tokens, int off, int n) {
+        for (int i = 0; i < n; i++) {
+            int id = tokens[off + i];
+            if (id < 0 || id >= c.vocabularySize()) {
+                throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + c.vocabularySize() + ")");
+            }
         }
     }
 
     private void ensureKvScratch(KvGeometry g) {
-        int need = io.kvstash.engine.kv.KvChunk.scratchFloats(g);
+        int need = KvChunk.scratchFloats(g);
         if (kvScratch[0].length < need) {
             for (int i = 0; i < kvScratch.length; i++) {
                 kvScratch[i] = new float[need];
@@ -424,7 +424,7 @@ public final class ForwardPass {
                     cache.chunk(ch).keyScores(layer, kvHead, q, qOff, Math.min(chunkTokens, positions - p), scale, sc, p, scratch);
                 }
                 VectorMath.softmax(sc, 0, positions);
-                java.util.Arrays.fill(att, qOff, qOff + hd, 0f);
+                Arrays.fill(att, qOff, qOff + hd, 0f);
                 for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
                     cache.chunk(ch).accumulateValues(layer, kvHead, sc, p, Math.min(chunkTokens, positions - p), att, qOff, scratch);
                 }
