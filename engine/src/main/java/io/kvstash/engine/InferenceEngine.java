@@ -44,10 +44,11 @@ public final class InferenceEngine implements AutoCloseable {
 
     public static InferenceEngine open(Path path, EngineOptions options) {
         GgufFile file = GgufFile.open(path);
+        LlamaModel model = null;
         ComputePool pool = null;
         SlabKvStore store = null;
         try {
-            LlamaModel model = LlamaModel.load(file);
+            model = LlamaModel.load(file);
             Tokenizer tokenizer = Tokenizer.fromGguf(file);
             ModelConfig c = model.config();
             pool = new ComputePool(options.threads());
@@ -61,6 +62,9 @@ public final class InferenceEngine implements AutoCloseable {
             }
             if (pool != null) {
                 pool.close();
+            }
+            if (model != null) {
+                model.close();
             }
             file.close();
             throw e;
@@ -209,6 +213,7 @@ public final class InferenceEngine implements AutoCloseable {
     public void close() {
         kvStore.close();
         pool.close();
+        model.close();
         file.close();
     }
 }

@@ -5,9 +5,13 @@ import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * A fixed set of compute threads that split one range of work at a time. The calling thread does
- * the first share itself; workers spin briefly between dispatches (a decode step dispatches dozens
- * of small kernels, and waking a parked thread costs more than the kernel), then park.
+ * A fixed set of compute threads that split one range of work at a time. The calling thread works
+ * too; workers spin briefly between dispatches (a decode step dispatches dozens of small kernels,
+ * and waking a parked thread costs more than the kernel), then park. Threads claim pieces of the
+ * range as they go (guided self-scheduling: big pieces first, smaller towards the end), so a
+ * thread that starts late or runs slower — on two cores the OS, the JIT or GC always take one
+ * for a while — does not hold the others at the barrier. Which thread computes a piece must not
+ * change its result; tasks get the worker index only to pick their scratch buffers.
  * Dispatching allocates nothing: the task is a long-lived object whose fields carry its inputs.
  */
 public final class ComputePool implements AutoCloseable {
@@ -23,6 +27,7 @@ public final class ComputePool implements AutoCloseable {
     private final Thread[] workers;
     private final ReentrantLock dispatchLock = new ReentrantLock();
     private final AtomicInteger pending = new AtomicInteger();
+    private final AtomicInteger nextUnit = new AtomicInteger();
     private volatile int generation;
     private volatile boolean closed;
     private volatile RangeTask task;
@@ -47,13 +52,13 @@ public final class ComputePool implements AutoCloseable {
         return threads;
     }
 
-    /** Runs {@code task} over {@code [0, n)} split evenly across the pool; returns when all shares are done. */
+    /** Runs {@code task} over {@code [0, n)} split across the pool; returns when every piece is done. */
     public void run(RangeTask task, int n) {
         run(task, n, 1);
     }
 
     /**
-     * As {@link #run(RangeTask, int)}, with shares a multiple of {@code grain} (except the last), so
+     * As {@link #run(RangeTask, int)}, with pieces a multiple of {@code grain} (except the last), so
      * that e.g. blocks of rows stay together.
      */
     public void run(RangeTask task, int n, int grain) {
@@ -73,6 +78,7 @@ public final class ComputePool implements AutoCloseable {
             this.total = n;
             this.grainSize = grain;
             pending.set(threads - 1);
+            nextUnit.set(0);
             generation = generation + 1;
             // Unparking a spinning thread only leaves it a permit, so wake everyone unconditionally.
             for (Thread w : workers) {
@@ -101,12 +107,13 @@ public final class ComputePool implements AutoCloseable {
 
     private void runShare(RangeTask task, int n, int grain, int id) {
         int units = (n + grain - 1) / grain;
-        int startUnit = (int) ((long) units * id / threads);
-        int endUnit = (int) ((long) units * (id + 1) / threads);
-        int start = Math.min(n, startUnit * grain);
-        int end = Math.min(n, endUnit * grain);
-        if (start < end) {
-            task.run(start, end, id);
+                int u = nextUnit.get();
+        while (u < units) {
+            int take = Math.max(1, (units - u) / (2 * threads));
+            if (nextUnit.compareAndSet(u, u + take)) {
+                task.run(u * grain, Math.min(n, (u + take) * grain), id);
+            }
+            u = nextUnit.get();
         }
     }
 

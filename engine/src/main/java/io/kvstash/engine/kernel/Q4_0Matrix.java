@@ -115,4 +115,26 @@ public final class Q4_0Matrix extends WeightMatrix {
         }
         return acc.reduceLanes(VectorOperators.ADD);
     }
+
+    /** Codes and scales as {@link PanelMatrix} packs them: w = (q − 8)·d − 0. */
+    PanelMatrix.RowDecoder rowDecoder() {
+        return new PanelMatrix.RowDecoder() {
+            @Override
+            public int group() {
+                return BLOCK;
+            }
+
+            @Override
+            public void decodeRow(int row, byte[] codes, float[] scales, float[] offsets) {
+                long base = row * rowBytes;
+                for (int b = 0; b < blocks; b++) {
+                    long block = base + (long) b * BLOCK_BYTES;
+                    scales[b] = half(data, block);
+                    for (int j = 0; j < BLOCK; j++) {
+                        codes[b * BLOCK + j] = (byte) code(block, j);
+                    }
+                }
+            }
+        };
+    }
 }

@@ -134,4 +134,24 @@ public final class Q8_0Matrix extends WeightMatrix {
         }
         return acc.reduceLanes(VectorOperators.ADD);
     }
+
+    /** Codes and scales as {@link PanelMatrix} packs them: w = q·d − 0. */
+    PanelMatrix.RowDecoder rowDecoder() {
+        return new PanelMatrix.RowDecoder() {
+            @Override
+            public int group() {
+                return BLOCK;
+            }
+
+            @Override
+            public void decodeRow(int row, byte[] codes, float[] scales, float[] offsets) {
+                long base = row * rowBytes;
+                for (int b = 0; b < blocks; b++) {
+                    long block = base + (long) b * BLOCK_BYTES;
+                    scales[b] = half(data, block);
+                    MemorySegment.copy(data, ValueLayout.JAVA_BYTE, block + 2, codes, b * BLOCK, BLOCK);
+                }
+            }
+        };
+    }
 }

@@ -2,7 +2,7 @@ package io.kvstash.engine.model;
 
 import io.kvstash.engine.kernel.ComputePool;
 import io.kvstash.engine.kernel.VectorMath;
-import io.kvstash.engine.kernel.WeightMatrix;
+import io.kvstash.engine.kernel.PanelMatrix;
 import io.kvstash.engine.kv.KvCache;
 import io.kvstash.engine.kv.KvChunk;
 import io.kvstash.engine.kv.KvGeometry;
@@ -34,8 +34,7 @@ public final class ForwardPass {
     private final float[] hb2;    // (batch, ffnDim) up
     private final float[] ropeCos; // (batch, ropeDims/2)
     private final float[] ropeSin; // (batch, ropeDims/2)
-    private final float[][] rowScratch; // (worker, WeightMatrix.scratchSize(maxColumns))
-    private final float[] xT;           // (maxColumns, paddedTokens(maxBatch)) transposed input of a batched product
+    private final float[][] weightScratch; // (worker, PanelMatrix.scratchFloats(maxColumns)) a tile of decoded weights
     private float[][] scores;           // (worker, positions) grows with the context
     private float[][] kvScratch;        // (worker, KvChunk.scratchFloats) for attention on quantized chunks
     // Per-token bookkeeping of the current step: which sequence a token belongs to and its position.
@@ -66,8 +65,7 @@ public final class ForwardPass {
         hb2 = new float[maxBatch * c.ffnDim()];
         ropeCos = new float[maxBatch * c.ropeDims() / 2];
         ropeSin = new float[maxBatch * c.ropeDims() / 2];
-        rowScratch = new float[pool.threads()][WeightMatrix.scratchSize(model.maxColumns())];
-        xT = new float[model.maxColumns() * WeightMatrix.paddedTokens(maxBatch)];
+        weightScratch = new float[pool.threads()][PanelMatrix.scratchFloats(model.maxColumns())];
         scores = new float[pool.threads()][KvGeometry.DEFAULT_CHUNK_TOKENS];
         kvScratch = new float[pool.threads()][0];
         tokenCache = new KvCache[maxBatch];
@@ -307,7 +305,7 @@ public final class ForwardPass {
 
     /** Up to three matrices over the same input, their rows split across the pool as one range. */
     private final class MatTask implements ComputePool.RangeTask {
-        private final WeightMatrix[] w = new WeightMatrix[3];
+        private final PanelMatrix[] w = new PanelMatrix[3];
         private final float[][] out = new float[3][];
         private int count;
         private float[] in;
@@ -315,31 +313,31 @@ public final class ForwardPass {
         private int outOff;
         private int outStride;
 
-        void run1(float[] in, int n, WeightMatrix w0, float[] o0) {
+        void run1(float[] in, int n, PanelMatrix w0, float[] o0) {
             set(in, n, 1, w0, o0, null, null, null, null);
         }
 
-        void run2(float[] in, int n, WeightMatrix w0, float[] o0, WeightMatrix w1, float[] o1) {
+        void run2(float[] in, int n, PanelMatrix w0, float[] o0, PanelMatrix w1, float[] o1) {
             set(in, n, 2, w0, o0, w1, o1, null, null);
         }
 
-        void run3(float[] in, int n, WeightMatrix w0, float[] o0, WeightMatrix w1, float[] o1, WeightMatrix w2, float[] o2) {
+        void run3(float[] in, int n, PanelMatrix w0, float[] o0, PanelMatrix w1, float[] o1, PanelMatrix w2, float[] o2) {
             set(in, n, 3, w0, o0, w1, o1, w2, o2);
         }
 
-        void logits(float[] in, int n, WeightMatrix output, float[] logits, int offset) {
+        void logits(float[] in, int n, PanelMatrix output, float[] logits, int offset) {
             this.outOff = offset;
             this.outStride = output.rows;
             dispatch(in, n, 1, output, logits, null, null, null, null);
         }
 
-        private void set(float[] in, int n, int count, WeightMatrix w0, float[] o0, WeightMatrix w1, float[] o1, WeightMatrix w2, float[] o2) {
+        private void set(float[] in, int n, int count, PanelMatrix w0, float[] o0, PanelMatrix w1, float[] o1, PanelMatrix w2, float[] o2) {
             this.outOff = 0;
             this.outStride = -1;
             dispatch(in, n, count, w0, o0, w1, o1, w2, o2);
         }
 
-        private void dispatch(float[] in, int n, int count, WeightMatrix w0, float[] o0, WeightMatrix w1, float[] o1, WeightMatrix w2, float[] o2) {
+        private void dispatch(float[] in, int n, int count, PanelMatrix w0, float[] o0, PanelMatrix w1, float[] o1, PanelMatrix w2, float[] o2) {
             this.in = in;
             this.n = n;
             this.count = count;
@@ -353,11 +351,8 @@ public final class ForwardPass {
             for (int i = 0; i < count; i++) {
                 rows += paddedRows(w[i]);
             }
-            if (n > 1) {
-                VectorMath.transpose(in, n, w0.cols, xT, WeightMatrix.paddedTokens(n));
-            }
             try {
-                pool.run(this, rows, WeightMatrix.ROW_TILE);
+                pool.run(this, rows, PanelMatrix.ROW_GRAIN);
             } finally {
                 this.in = null;
                 for (int i = 0; i < 3; i++) {
@@ -371,29 +366,23 @@ public final class ForwardPass {
         public void run(int start, int end, int worker) {
             int base = 0;
             for (int i = 0; i < count; i++) {
-                WeightMatrix m = w[i];
+                PanelMatrix m = w[i];
                 int lo = Math.max(start, base) - base;
                 int hi = Math.min(end, base + m.rows) - base;
                 if (lo < hi) {
                     int stride = outStride > 0 ? outStride : m.rows;
-                    if (n == 1) {
-                        m.matVec(in, 0, out[i], outOff, lo, hi);
-                    } else {
-                        m.matMul(xT, n, out[i], outOff, stride, lo, hi, rowScratch[worker]);
-                    }
+                    m.multiply(in, n, out[i], outOff, stride, lo, hi, weightScratch[worker]);
                 }
                 base += paddedRows(m);
             }
         }
 
         /**
-         * Rows a matrix takes in the shared range: rounded up to the row tile, so that every share
-         * (a multiple of the tile) starts on a tile boundary of each matrix. Otherwise a matrix
-         * after one whose row count is not a multiple of the tile would be tiled differently
-         * depending on the thread count, and its rows computed by differently rounding paths.
+         * Rows a matrix takes in the shared range: rounded up to the grain, so that every piece
+         * starts on a panel boundary of each matrix.
          */
-        private static int paddedRows(WeightMatrix m) {
-            return (m.rows + WeightMatrix.ROW_TILE - 1) / WeightMatrix.ROW_TILE * WeightMatrix.ROW_TILE;
+        private static int paddedRows(PanelMatrix m) {
+            return (m.rows + PanelMatrix.ROW_GRAIN - 1) / PanelMatrix.ROW_GRAIN * PanelMatrix.ROW_GRAIN;
         }
     }
 

@@ -2,28 +2,34 @@ package io.kvstash.engine.model;
 
 import io.kvstash.engine.gguf.GgufFile;
 import io.kvstash.engine.gguf.GgufTensor;
+import io.kvstash.engine.kernel.PanelMatrix;
 import io.kvstash.engine.kernel.WeightMatrix;
+import java.lang.foreign.Arena;
 import java.util.Arrays;
 
 /**
- * The weights of a Llama-family model, viewed in place in the mapped GGUF file. Only the small
- * normalisation vectors are copied (they are read as floats on every token).
- * The model does not own the file: whoever opened it closes it after the model is done.
+ * The weights of a Llama-family model. The matrices the forward pass multiplies by are repacked
+ * once into {@link PanelMatrix panels} in off-heap memory the model owns (same values, a layout
+ * for the kernels); the token embedding is read in place in the mapped GGUF file, a row per
+ * token; the small normalisation vectors are copied. The model does not own the file: whoever
+ * opened it closes it after the model is closed.
  */
-public final class LlamaModel {
+public final class LlamaModel implements AutoCloseable {
     /** The weights of one transformer block. */
-    public record Layer(float[] attnNorm, WeightMatrix wq, WeightMatrix wk, WeightMatrix wv, WeightMatrix wo,
-                        float[] ffnNorm, WeightMatrix wGate, WeightMatrix wUp, WeightMatrix wDown) {}
+    public record Layer(float[] attnNorm, PanelMatrix wq, PanelMatrix wk, PanelMatrix wv, PanelMatrix wo,
+                        float[] ffnNorm, PanelMatrix wGate, PanelMatrix wUp, PanelMatrix wDown) {}
 
     private final ModelConfig config;
     private final WeightMatrix tokenEmbedding;
     private final Layer[] layers;
     private final float[] outputNorm;
-    private final WeightMatrix output;
+    private final PanelMatrix output;
     private final float[] ropeInverseFrequencies;
+    private final Arena arena;
 
-    private LlamaModel(ModelConfig config, WeightMatrix tokenEmbedding, Layer[] layers, float[] outputNorm, WeightMatrix output,
-                       float[] ropeInverseFrequencies) {
+    private LlamaModel(ModelConfig config, WeightMatrix tokenEmbedding, Layer[] layers, float[] outputNorm, PanelMatrix output,
+                       float[] ropeInverseFrequencies, Arena arena) {
+        this.arena = arena;
         this.config = config;
         this.tokenEmbedding = tokenEmbedding;
         this.layers = layers;
@@ -40,25 +46,39 @@ public final class LlamaModel {
     static LlamaModel load(GgufFile f, ModelConfig c) {
         Shapes s = new Shapes(f);
         WeightMatrix embedding = s.matrix("token_embd.weight", c.dim(), c.vocabularySize());
-        Layer[] layers = new Layer[c.layers()];
-        for (int i = 0; i < c.layers(); i++) {
-            String b = "blk." + i + ".";
-            layers[i] = new Layer(
-                    s.vector(b + "attn_norm.weight", c.dim()),
-                    s.matrix(b + "attn_q.weight", c.dim(), c.queryDim()),
-                    s.matrix(b + "attn_k.weight", c.dim(), c.kvDim()),
-                    s.matrix(b + "attn_v.weight", c.dim(), c.kvDim()),
-                    s.matrix(b + "attn_output.weight", c.queryDim(), c.dim()),
-                    s.vector(b + "ffn_norm.weight", c.dim()),
-                    s.matrix(b + "ffn_gate.weight", c.dim(), c.ffnDim()),
-                    s.matrix(b + "ffn_up.weight", c.dim(), c.ffnDim()),
-                    s.matrix(b + "ffn_down.weight", c.ffnDim(), c.dim()));
+        Arena arena = Arena.ofShared();
+        try {
+            Layer[] layers = new Layer[c.layers()];
+            for (int i = 0; i < c.layers(); i++) {
+                String b = "blk." + i + ".";
+                layers[i] = new Layer(
+                        s.vector(b + "attn_norm.weight", c.dim()),
+                        s.packed(b + "attn_q.weight", c.dim(), c.queryDim(), arena),
+                        s.packed(b + "attn_k.weight", c.dim(), c.kvDim(), arena),
+                        s.packed(b + "attn_v.weight", c.dim(), c.kvDim(), arena),
+                        s.packed(b + "attn_output.weight", c.queryDim(), c.dim(), arena),
+                        s.vector(b + "ffn_norm.weight", c.dim()),
+                        s.packed(b + "ffn_gate.weight", c.dim(), c.ffnDim(), arena),
+                        s.packed(b + "ffn_up.weight", c.dim(), c.ffnDim(), arena),
+                        s.packed(b + "ffn_down.weight", c.ffnDim(), c.dim(), arena));
+            }
+            float[] outputNorm = s.vector("output_norm.weight", c.dim());
+            // Tied embeddings: files without output.weight reuse the embedding matrix as the classifier.
+            PanelMatrix output = f.tensor("output.weight") != null
+                    ? s.packed("output.weight", c.dim(), c.vocabularySize(), arena)
+                    : PanelMatrix.pack(embedding, arena);
+            float[] freqFactors = f.tensor("rope_freqs.weight") != null ? s.vector("rope_freqs.weight", c.ropeDims() / 2) : null;
+            return new LlamaModel(c, embedding, layers, outputNorm, output, inverseFrequencies(c, freqFactors), arena);
+        } catch (RuntimeException | Error e) {
+            arena.close();
+            throw e;
         }
-        float[] outputNorm = s.vector("output_norm.weight", c.dim());
-        // Tied embeddings: files without output.weight reuse the embedding matrix as the classifier.
-        WeightMatrix output = f.tensor("output.weight") != null ? s.matrix("output.weight", c.dim(), c.vocabularySize()) : embedding;
-        float[] freqFactors = f.tensor("rope_freqs.weight") != null ? s.vector("rope_freqs.weight", c.ropeDims() / 2) : null;
-        return new LlamaModel(c, embedding, layers, outputNorm, output, inverseFrequencies(c, freqFactors));
+    }
+
+    /** Frees the packed weights; the forward passes over this model must be done. */
+    @Override
+    public void close() {
+        arena.close();
     }
 
     /** θ_i = base^(−2i/d) / factor_i, in double so that large positions keep their precision. */
@@ -88,7 +108,7 @@ public final class LlamaModel {
         return outputNorm;
     }
 
-    public WeightMatrix output() {
+    public PanelMatrix output() {
         return output;
     }
 
@@ -110,6 +130,15 @@ public final class LlamaModel {
             }
             try {
                 return WeightMatrix.of(t);
+            } catch (IllegalArgumentException e) {
+                throw new ModelFormatException(f.path() + ": " + e.getMessage());
+            }
+        }
+
+        PanelMatrix packed(String name, int cols, int rows, Arena arena) {
+            WeightMatrix m = matrix(name, cols, rows);
+            try {
+                return PanelMatrix.pack(m, arena);
             } catch (IllegalArgumentException e) {
                 throw new ModelFormatException(f.path() + ": " + e.getMessage());
             }

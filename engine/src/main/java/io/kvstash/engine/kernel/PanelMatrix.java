@@ -1,0 +1,457 @@
+package io.kvstash.engine.kernel;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * A weight matrix repacked at load time for the forward pass: rows in panels of {@link #PANEL},
+ * each panel stored column by column, so one vector load reads one column of {@code FL}
+ * consecutive rows and the lanes of an accumulator are output rows. The kernels then need no
+ * horizontal reduction: each output {@code out[t][r] = Σ_c w[r][c]·x[t][c]} is one lane summing
+ * one fused multiply-add per column, in column order, from zero.
+ *
+ * <p>That order is the same in every path — one token or a batch, any vector width, the scalar
+ * twin ({@link Math#fma}) — so results are bit-identical between them: a sequence decoded in a
+ * batch gets exactly the logits it gets alone, and the scalar build computes what the SIMD build
+ * computes.
+ *
+ * <p>Layouts (little-endian, panel {@code p} holds rows {@code [16p, 16p+16)}, rows past
+ * {@link #rows} are zero):
+ * <ul>
+ * <li>{@code FLOAT} (from F32, F16, BF16, converted exactly): {@code (panel, col, 16)} f32.</li>
+ * <li>{@code CODES} (block-quantized formats): per panel, per group of {@code group} columns, a
+ * block of {@code scales[16]} f32, {@code offsets[16]} f32 and {@code codes[group][16]} int8,
+ * with {@code w = code·scale − offset} (a multiply, then a subtract: what ggml's dequantizers
+ * compute, so the weights are exactly the file's). Blocks are multiples of 64 bytes.</li>
+ * </ul>
+ */
+public final class PanelMatrix {
+    /** Rows per panel; also the granularity of row ranges handed to {@link #multiply}. */
+    public static final int PANEL = 16;
+    /** Row vectors computed together by the kernels. */
+    private static final int TILE_VECTORS = 4;
+    /** Tokens one pass of the batched kernel covers. */
+    private static final int TOKEN_TILE = 4;
+    private static final int FL = Simd.FL;
+    private static final int TILE_ROWS = TILE_VECTORS * FL;
+    /** Rows worth handing to one {@link #multiply} call: a whole tile (a multiple of {@link #PANEL}). */
+    public static final int ROW_GRAIN = Math.max(PANEL, TILE_ROWS);
+    private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final long COLUMN_FLOAT_BYTES = PANEL * 4L;
+    private static final long CODE_HEADER_BYTES = 2 * PANEL * 4L;
+
+    enum Kind { FLOAT, CODES }
+
+    private final String name;
+    public final int rows;
+    public final int cols;
+    private final Kind kind;
+    private final int group;
+    private final long panelBytes;
+    private final long blockBytes;
+    private final MemorySegment data;
+
+    private PanelMatrix(String name, int rows, int cols, Kind kind, int group, MemorySegment data) {
+        this.name = name;
+        this.rows = rows;
+        this.cols = cols;
+        this.kind = kind;
+        this.group = group;
+        this.blockBytes = kind == Kind.CODES ? CODE_HEADER_BYTES + (long) group * PANEL : 0;
+        this.panelBytes = kind == Kind.CODES ? blockBytes * (cols / group) : COLUMN_FLOAT_BYTES * cols;
+        this.data = data;
+    }
+
+    /** Decodes one row of a block format into codes and per-group (scale, offset). */
+    interface RowDecoder {
+        int group();
+
+        void decodeRow(int row, byte[] codes, float[] scales, float[] offsets);
+    }
+
+    /** Repacks {@code m} into memory of {@code arena}; the arena's owner frees it. */
+    public static PanelMatrix pack(WeightMatrix m, Arena arena) {
+        RowDecoder decoder = codesOf(m);
+        int panels = (m.rows + PANEL - 1) / PANEL;
+        if (decoder == null) {
+            PanelMatrix p = new PanelMatrix(m.name, m.rows, m.cols, Kind.FLOAT, m.cols, null);
+            MemorySegment seg = arena.allocate(p.panelBytes * panels, 64);
+            float[] row = new float[m.cols];
+            float[] panel = new float[PANEL * m.cols];
+            for (int pi = 0; pi < panels; pi++) {
+                java.util.Arrays.fill(panel, 0f);
+                for (int i = 0; i < PANEL && pi * PANEL + i < m.rows; i++) {
+                    m.dequantizeRowScalar(pi * PANEL + i, row, 0);
+                    for (int c = 0; c < m.cols; c++) {
+                        panel[c * PANEL + i] = row[c];
+                    }
+                }
+                MemorySegment.copy(panel, 0, seg, FLOAT_LE, pi * p.panelBytes, panel.length);
+            }
+            return new PanelMatrix(m.name, m.rows, m.cols, Kind.FLOAT, m.cols, seg);
+        }
+        int group = decoder.group();
+        if (m.cols % group != 0) {
+            throw new IllegalArgumentException(m.name + ": " + m.cols + " columns are not a multiple of the group size " + group);
+        }
+        PanelMatrix shape = new PanelMatrix(m.name, m.rows, m.cols, Kind.CODES, group, null);
+        // 16 bytes of padding: a 128-bit kernel's last code load reads past the last column (see codesOneToken).
+        MemorySegment seg = arena.allocate(shape.panelBytes * panels + 16, 64);
+        int groups = m.cols / group;
+        byte[] codes = new byte[m.cols];
+        float[] scales = new float[groups];
+        float[] offsets = new float[groups];
+        byte[] panel = new byte[(int) shape.panelBytes];
+        MemorySegment panelView = MemorySegment.ofArray(panel);
+        for (int pi = 0; pi < panels; pi++) {
+            java.util.Arrays.fill(panel, (byte) 0);
+            for (int i = 0; i < PANEL && pi * PANEL + i < m.rows; i++) {
+                java.util.Arrays.fill(offsets, 0f);
+                decoder.decodeRow(pi * PANEL + i, codes, scales, offsets);
+                for (int g = 0; g < groups; g++) {
+                    long block = g * shape.blockBytes;
+                    panelView.set(FLOAT_LE, block + 4L * i, scales[g]);
+                    panelView.set(FLOAT_LE, block + 4L * (PANEL + i), offsets[g]);
+                    for (int j = 0; j < group; j++) {
+                        panel[(int) (block + CODE_HEADER_BYTES) + j * PANEL + i] = codes[g * group + j];
+                    }
+                }
+            }
+            MemorySegment.copy(panel, 0, seg, ValueLayout.JAVA_BYTE, pi * shape.panelBytes, panel.length);
+        }
+        return new PanelMatrix(m.name, m.rows, m.cols, Kind.CODES, group, seg);
+    }
+
+    /** The code decoder of a block format, or null for float formats (packed as floats). */
+    private static RowDecoder codesOf(WeightMatrix m) {
+        return switch (m) {
+            case Q8_0Matrix q -> q.rowDecoder();
+            case Q4_0Matrix q -> q.rowDecoder();
+            default -> null;
+        };
+    }
+
+    public String name() {
+        return name;
+    }
+
+    /** Bytes of the packed weights. */
+    public long byteSize() {
+        return data.byteSize();
+    }
+
+    /** The weight the kernels use at {@code (row, col)}: the reference for tests. */
+    public float weight(int row, int col) {
+        long panel = (long) (row / PANEL) * panelBytes;
+        int lane = row % PANEL;
+        if (kind == Kind.FLOAT) {
+            return data.get(FLOAT_LE, panel + col * COLUMN_FLOAT_BYTES + 4L * lane);
+        }
+        long block = panel + (long) (col / group) * blockBytes;
+        float scale = data.get(FLOAT_LE, block + 4L * lane);
+        float offset = data.get(FLOAT_LE, block + 4L * (PANEL + lane));
+        return data.get(ValueLayout.JAVA_BYTE, block + CODE_HEADER_BYTES + (long) (col % group) * PANEL + lane) * scale - offset;
+    }
+
+    /** Floats of scratch one worker needs for {@link #multiply} on matrices of up to {@code maxCols} columns. */
+    public static int scratchFloats(int maxCols) {
+        return TILE_ROWS * maxCols;
+    }
+
+    /**
+     * {@code out[outOff + t·outStride + r] = Σ_c w[r][c] · x[t·cols + c]} for tokens {@code t < n}
+     * and rows {@code [r0, r1)}; {@code r0} is a multiple of {@link #PANEL}, {@code r1} too or
+     * {@link #rows}. {@code scratch} holds {@link #scratchFloats} floats (used when {@code n > 1}).
+     */
+    public void multiply(float[] x, int n, float[] out, int outOff, int outStride, int r0, int r1, float[] scratch) {
+        if (r0 % PANEL != 0 || r0 < 0 || r1 > rows || (r1 % PANEL != 0 && r1 != rows) || n < 1) {
+            throw new IllegalArgumentException(name + ": rows [" + r0 + ", " + r1 + ") of " + rows + ", " + n + " tokens");
+        }
+        if (!Simd.ENABLED) {
+            multiplyScalar(x, n, out, outOff, outStride, r0, r1);
+            return;
+        }
+        // Tiles of four row vectors. A tile's last vectors may lie past r1: they repeat the last
+        // vector inside the range (same cost as a full tile: the one-token kernels are bound by
+        // FMA latency, not by loads) and are not stored. A vector may also run past r1 at the
+        // matrix's end, into the zero rows that pad its last panel; those lanes are not stored.
+        for (int r = r0; r < r1; r += TILE_ROWS) {
+            int valid = Math.min(TILE_ROWS, r1 - r);
+            int last = (valid - 1) / FL;
+            if (n == 1) {
+                if (kind == Kind.CODES) {
+                    codesOneToken(x, out, outOff + r, r, last, valid);
+                } else {
+                    floatOneToken(x, out, outOff + r, r, last, valid);
+                }
+                continue;
+            }
+            for (int v = 0; v <= last; v++) {
+                if (kind == Kind.CODES) {
+                    decodeCodes(r + v * FL, scratch, v * FL);
+                } else {
+                    copyFloats(r + v * FL, scratch, v * FL);
+                }
+            }
+            for (int t = 0; t < n; t += TOKEN_TILE) {
+                int t1 = Math.min(t + 1, n - 1);
+                int t2 = Math.min(t + 2, n - 1);
+                int t3 = Math.min(t + 3, n - 1);
+                scratchFourTokens(scratch, x, t, t1, t2, t3, Math.min(TOKEN_TILE, n - t), out, outOff + r, outStride, valid);
+            }
+        }
+    }
+
+    // ---- The kernels. Everything a loop calls is written out in it: a vector passed to or returned
+    // from a method C2 declines to inline (it may, for "cold" or "too large" callees) is boxed, and
+    // its operations fall back to Java code, an order of magnitude slower. ----
+
+    /** Byte address of row {@code row}'s lane in its panel, for float panels (column 0). */
+    private long floatLane(int row) {
+        return (long) (row / PANEL) * panelBytes + 4L * (row % PANEL);
+    }
+
+    /** Row vectors {@code 0 .. last} from row {@code r} (later ones repeat the last, unstored). */
+    private void floatOneToken(float[] x, float[] out, int off, int r, int last, int valid) {
+        long a0 = floatLane(r);
+        long a1 = floatLane(r + Math.min(1, last) * FL);
+        long a2 = floatLane(r + Math.min(2, last) * FL);
+        long a3 = floatLane(r + Math.min(3, last) * FL);
+        FloatVector s0 = FloatVector.zero(Simd.F);
+        FloatVector s1 = s0;
+        FloatVector s2 = s0;
+        FloatVector s3 = s0;
+        for (int c = 0; c < cols; c++) {
+            FloatVector xv = FloatVector.broadcast(Simd.F, x[c]);
+            long col = c * COLUMN_FLOAT_BYTES;
+            s0 = FloatVector.fromMemorySegment(Simd.F, data, a0 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s0);
+            s1 = FloatVector.fromMemorySegment(Simd.F, data, a1 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s1);
+            s2 = FloatVector.fromMemorySegment(Simd.F, data, a2 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s2);
+            s3 = FloatVector.fromMemorySegment(Simd.F, data, a3 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s3);
+        }
+        if (valid == TILE_ROWS) {
+            s0.intoArray(out, off);
+            s1.intoArray(out, off + FL);
+            s2.intoArray(out, off + 2 * FL);
+            s3.intoArray(out, off + 3 * FL);
+        } else {
+            s0.intoArray(out, off, Simd.F.indexInRange(0, valid));
+            s1.intoArray(out, off + FL, Simd.F.indexInRange(FL, valid));
+            s2.intoArray(out, off + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
+            s3.intoArray(out, off + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
+        }
+    }
+
+    /**
+     * As {@link #floatOneToken}, decoding the codes in the loop. A row vector's codes are loaded
+     * from its first lane of the 16-byte panel column, so they are always the load's low part (at
+     * 128 bits the load reads 4 bytes past them; the segment is padded for the last column).
+     */
+    private void codesOneToken(float[] x, float[] out, int off, int r, int last, int valid) {
+        int r1 = r + Math.min(1, last) * FL;
+        int r2 = r + Math.min(2, last) * FL;
+        int r3 = r + Math.min(3, last) * FL;
+        long p0 = (long) (r / PANEL) * panelBytes;
+        long p1 = (long) (r1 / PANEL) * panelBytes;
+        long p2 = (long) (r2 / PANEL) * panelBytes;
+        long p3 = (long) (r3 / PANEL) * panelBytes;
+        int l0 = r % PANEL;
+        int l1 = r1 % PANEL;
+        int l2 = r2 % PANEL;
+        int l3 = r3 % PANEL;
+        FloatVector s0 = FloatVector.zero(Simd.F);
+        FloatVector s1 = s0;
+        FloatVector s2 = s0;
+        FloatVector s3 = s0;
+        int groups = cols / group;
+        for (int g = 0; g < groups; g++) {
+            long gb = g * blockBytes;
+            FloatVector sc0 = FloatVector.fromMemorySegment(Simd.F, data, p0 + gb + 4L * l0, ByteOrder.LITTLE_ENDIAN);
+            FloatVector sc1 = FloatVector.fromMemorySegment(Simd.F, data, p1 + gb + 4L * l1, ByteOrder.LITTLE_ENDIAN);
+            FloatVector sc2 = FloatVector.fromMemorySegment(Simd.F, data, p2 + gb + 4L * l2, ByteOrder.LITTLE_ENDIAN);
+            FloatVector sc3 = FloatVector.fromMemorySegment(Simd.F, data, p3 + gb + 4L * l3, ByteOrder.LITTLE_ENDIAN);
+            FloatVector of0 = FloatVector.fromMemorySegment(Simd.F, data, p0 + gb + 4L * (PANEL + l0), ByteOrder.LITTLE_ENDIAN);
+            FloatVector of1 = FloatVector.fromMemorySegment(Simd.F, data, p1 + gb + 4L * (PANEL + l1), ByteOrder.LITTLE_ENDIAN);
+            FloatVector of2 = FloatVector.fromMemorySegment(Simd.F, data, p2 + gb + 4L * (PANEL + l2), ByteOrder.LITTLE_ENDIAN);
+            FloatVector of3 = FloatVector.fromMemorySegment(Simd.F, data, p3 + gb + 4L * (PANEL + l3), ByteOrder.LITTLE_ENDIAN);
+            long c0 = p0 + gb + CODE_HEADER_BYTES + l0;
+            long c1 = p1 + gb + CODE_HEADER_BYTES + l1;
+            long c2 = p2 + gb + CODE_HEADER_BYTES + l2;
+            long c3 = p3 + gb + CODE_HEADER_BYTES + l3;
+            int xg = g * group;
+            for (int j = 0; j < group; j++) {
+                FloatVector xv = FloatVector.broadcast(Simd.F, x[xg + j]);
+                long col = (long) j * PANEL;
+                FloatVector w0 = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, c0 + col, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2F, Simd.F, 0);
+                FloatVector w1 = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, c1 + col, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2F, Simd.F, 0);
+                FloatVector w2 = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, c2 + col, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2F, Simd.F, 0);
+                FloatVector w3 = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, c3 + col, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2F, Simd.F, 0);
+                s0 = w0.mul(sc0).sub(of0).fma(xv, s0);
+                s1 = w1.mul(sc1).sub(of1).fma(xv, s1);
+                s2 = w2.mul(sc2).sub(of2).fma(xv, s2);
+                s3 = w3.mul(sc3).sub(of3).fma(xv, s3);
+            }
+        }
+        if (valid == TILE_ROWS) {
+            s0.intoArray(out, off);
+            s1.intoArray(out, off + FL);
+            s2.intoArray(out, off + 2 * FL);
+            s3.intoArray(out, off + 3 * FL);
+        } else {
+            s0.intoArray(out, off, Simd.F.indexInRange(0, valid));
+            s1.intoArray(out, off + FL, Simd.F.indexInRange(FL, valid));
+            s2.intoArray(out, off + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
+            s3.intoArray(out, off + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
+        }
+    }
+
+    // ---- several tokens: a tile of weights decoded once into scratch (col, TILE_ROWS), reused per token ----
+
+    private void decodeCodes(int r, float[] scratch, int lane) {
+        long p = (long) (r / PANEL) * panelBytes;
+        int l = r % PANEL;
+        int groups = cols / group;
+        for (int g = 0; g < groups; g++) {
+            long gb = p + g * blockBytes;
+            FloatVector sc = FloatVector.fromMemorySegment(Simd.F, data, gb + 4L * l, ByteOrder.LITTLE_ENDIAN);
+            FloatVector of = FloatVector.fromMemorySegment(Simd.F, data, gb + 4L * (PANEL + l), ByteOrder.LITTLE_ENDIAN);
+            long codes = gb + CODE_HEADER_BYTES + l;
+            int base = g * group * TILE_ROWS + lane;
+            for (int j = 0; j < group; j++) {
+                FloatVector w = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, codes + (long) j * PANEL, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2F, Simd.F, 0);
+                w.mul(sc).sub(of).intoArray(scratch, base + j * TILE_ROWS);
+            }
+        }
+    }
+
+    private void copyFloats(int r, float[] scratch, int lane) {
+        long a = floatLane(r);
+        for (int c = 0; c < cols; c++) {
+            FloatVector.fromMemorySegment(Simd.F, data, a + c * COLUMN_FLOAT_BYTES, ByteOrder.LITTLE_ENDIAN)
+                    .intoArray(scratch, c * TILE_ROWS + lane);
+        }
+    }
+
+    /**
+     * Tokens {@code t0..t3} (repeats allowed past the batch's end; only the first {@code count} are
+     * stored) times the four row vectors of the scratch tile (vectors past {@code valid} hold
+     * whatever an earlier tile left there and are not stored).
+     */
+    private void scratchFourTokens(float[] w, float[] x, int t0, int t1, int t2, int t3, int count,
+                                   float[] out, int off, int outStride, int valid) {
+        FloatVector a00 = FloatVector.zero(Simd.F);
+        FloatVector a01 = a00, a02 = a00, a03 = a00;
+        FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+        FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        int x0 = t0 * cols;
+        int x1 = t1 * cols;
+        int x2 = t2 * cols;
+        int x3 = t3 * cols;
+        for (int c = 0, wo = 0; c < cols; c++, wo += TILE_ROWS) {
+            FloatVector w0 = FloatVector.fromArray(Simd.F, w, wo);
+            FloatVector w1 = FloatVector.fromArray(Simd.F, w, wo + FL);
+            FloatVector w2 = FloatVector.fromArray(Simd.F, w, wo + 2 * FL);
+            FloatVector w3 = FloatVector.fromArray(Simd.F, w, wo + 3 * FL);
+            FloatVector b = FloatVector.broadcast(Simd.F, x[x0 + c]);
+            a00 = w0.fma(b, a00);
+            a01 = w1.fma(b, a01);
+            a02 = w2.fma(b, a02);
+            a03 = w3.fma(b, a03);
+            b = FloatVector.broadcast(Simd.F, x[x1 + c]);
+            a10 = w0.fma(b, a10);
+            a11 = w1.fma(b, a11);
+            a12 = w2.fma(b, a12);
+            a13 = w3.fma(b, a13);
+            b = FloatVector.broadcast(Simd.F, x[x2 + c]);
+            a20 = w0.fma(b, a20);
+            a21 = w1.fma(b, a21);
+            a22 = w2.fma(b, a22);
+            a23 = w3.fma(b, a23);
+            b = FloatVector.broadcast(Simd.F, x[x3 + c]);
+            a30 = w0.fma(b, a30);
+            a31 = w1.fma(b, a31);
+            a32 = w2.fma(b, a32);
+            a33 = w3.fma(b, a33);
+        }
+        int o = off + t0 * outStride;
+        if (valid == TILE_ROWS) {
+            a00.intoArray(out, o);
+            a01.intoArray(out, o + FL);
+            a02.intoArray(out, o + 2 * FL);
+            a03.intoArray(out, o + 3 * FL);
+        } else {
+            a00.intoArray(out, o, Simd.F.indexInRange(0, valid));
+            a01.intoArray(out, o + FL, Simd.F.indexInRange(FL, valid));
+            a02.intoArray(out, o + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
+            a03.intoArray(out, o + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
+        }
+        if (count > 1) {
+            o += outStride;
+            if (valid == TILE_ROWS) {
+                a10.intoArray(out, o);
+                a11.intoArray(out, o + FL);
+                a12.intoArray(out, o + 2 * FL);
+                a13.intoArray(out, o + 3 * FL);
+            } else {
+                a10.intoArray(out, o, Simd.F.indexInRange(0, valid));
+                a11.intoArray(out, o + FL, Simd.F.indexInRange(FL, valid));
+                a12.intoArray(out, o + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
+                a13.intoArray(out, o + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
+            }
+        }
+        if (count > 2) {
+            o += outStride;
+            if (valid == TILE_ROWS) {
+                a20.intoArray(out, o);
+                a21.intoArray(out, o + FL);
+                a22.intoArray(out, o + 2 * FL);
+                a23.intoArray(out, o + 3 * FL);
+            } else {
+                a20.intoArray(out, o, Simd.F.indexInRange(0, valid));
+                a21.intoArray(out, o + FL, Simd.F.indexInRange(FL, valid));
+                a22.intoArray(out, o + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
+                a23.intoArray(out, o + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
+            }
+        }
+        if (count > 3) {
+            o += outStride;
+            if (valid == TILE_ROWS) {
+                a30.intoArray(out, o);
+                a31.intoArray(out, o + FL);
+                a32.intoArray(out, o + 2 * FL);
+                a33.intoArray(out, o + 3 * FL);
+            } else {
+                a30.intoArray(out, o, Simd.F.indexInRange(0, valid));
+                a31.intoArray(out, o + FL, Simd.F.indexInRange(FL, valid));
+                a32.intoArray(out, o + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
+                a33.intoArray(out, o + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
+            }
+        }
+    }
+
+    // ---- the scalar twin: the same sums, one fused multiply-add per column ----
+
+    void multiplyScalar(float[] x, int n, float[] out, int outOff, int outStride, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            for (int t = 0; t < n; t++) {
+                float acc = 0f;
+                int xo = t * cols;
+                for (int c = 0; c < cols; c++) {
+                    acc = Math.fma(weight(r, c), x[xo + c], acc);
+                }
+                out[outOff + t * outStride + r] = acc;
+            }
+        }
+    }
+}
