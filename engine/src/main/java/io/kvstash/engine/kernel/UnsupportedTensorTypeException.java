@@ -7,4 +7,8 @@ public final class UnsupportedTensorTypeException extends IllegalArgumentExcepti
     public UnsupportedTensorTypeException(String tensor, GgmlType type) {
         super("tensor '" + tensor + "' has type " + type + ", which kvstash cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0)");
     }
+
+    UnsupportedTensorTypeException(String message) {
+        super(message);
+    }
 }
