@@ -19,7 +19,11 @@ class PerplexityTest {
             "stories15M-q4_0.gguf, 128, 6.1998",
             "stories15M-q4_0.gguf, 256, 7.5258",
             "stories260K-f32.gguf, 128, 5.0443",
-            "stories260K-f32.gguf, 256, 5.3715"})
+            "stories260K-f32.gguf, 256, 5.3715",
+            "stories15M-q4_k_m.gguf, 128, 5.5986",
+            "stories15M-q4_k_m.gguf, 256, 6.7673",
+            "stories15M-kmix.gguf, 128, 5.7377",
+            "stories15M-kmix.gguf, 256, 7.0866"})
     void shouldMatchLlamaCppWithinHalfAPercentWhenMeasuringPerplexity(String model, int ctx, double expected) throws IOException {
         String text = Files.readString(TestModels.data("stories-public.txt"));
         EngineOptions options = EngineOptions.defaults().withThreads(2).withContextLength(ctx);

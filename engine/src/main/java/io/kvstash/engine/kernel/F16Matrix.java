@@ -44,30 +44,4 @@ public final class F16Matrix extends WeightMatrix {
         }
     }
 
-    @Override
-    public float dotScalar(int row, float[] x, int xOff) {
-        long base = row * rowBytes;
-        float sum = 0f;
-        for (int c = 0; c < cols; c++) {
-            sum += half(data, base + 2L * c) * x[xOff + c];
-        }
-        return sum;
-    }
-
-    @Override
-    float dotSimd(int row, float[] x, int xOff) {
-        long base = row * rowBytes;
-        FloatVector acc = FloatVector.zero(Simd.F);
-        int c = 0;
-        int bound = Simd.F.loopBound(cols);
-        for (; c < bound; c += Simd.FL) {
-            FloatVector w = Half.toFloat(ShortVector.fromMemorySegment(Simd.S, data, base + 2L * c, ByteOrder.LITTLE_ENDIAN));
-            acc = w.fma(FloatVector.fromArray(Simd.F, x, xOff + c), acc);
-        }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
-        for (; c < cols; c++) {
-            sum += half(data, base + 2L * c) * x[xOff + c];
-        }
-        return sum;
-    }
 }

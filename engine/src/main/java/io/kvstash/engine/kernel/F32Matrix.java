@@ -32,30 +32,4 @@ public final class F32Matrix extends WeightMatrix {
         dequantizeRowScalar(row, out, off);
     }
 
-    @Override
-    public float dotScalar(int row, float[] x, int xOff) {
-        long base = row * rowBytes;
-        float sum = 0f;
-        for (int c = 0; c < cols; c++) {
-            sum += data.get(FLOAT, base + 4L * c) * x[xOff + c];
-        }
-        return sum;
-    }
-
-    @Override
-    float dotSimd(int row, float[] x, int xOff) {
-        long base = row * rowBytes;
-        FloatVector acc = FloatVector.zero(Simd.F);
-        int c = 0;
-        int bound = Simd.F.loopBound(cols);
-        for (; c < bound; c += Simd.FL) {
-            FloatVector w = FloatVector.fromMemorySegment(Simd.F, data, base + 4L * c, ByteOrder.LITTLE_ENDIAN);
-            acc = w.fma(FloatVector.fromArray(Simd.F, x, xOff + c), acc);
-        }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
-        for (; c < cols; c++) {
-            sum += data.get(FLOAT, base + 4L * c) * x[xOff + c];
-        }
-        return sum;
-    }
 }

@@ -129,10 +129,22 @@ public final class PanelMatrix {
 
     /** The code decoder of a block format, or null for float formats (packed as floats). */
     private static RowDecoder codesOf(WeightMatrix m) {
-        return switch (m) {
-            case Q8_0Matrix q -> q.rowDecoder();
-            case Q4_0Matrix q -> q.rowDecoder();
-            default -> null;
+        return switch (m.type()) {
+            case F32, F16, BF16 -> null;
+            default -> {
+                BlockDecoder decoder = BlockDecoder.of(m.type());
+                yield new RowDecoder() {
+                    @Override
+                    public int group() {
+                        return decoder.group();
+                    }
+
+                    @Override
+                    public void decodeRow(int row, byte[] codes, float[] scales, float[] offsets) {
+                        decoder.decodeRow(m.data, row * m.rowBytes, m.cols, codes, scales, offsets);
+                    }
+                };
+            }
         };
     }
 
@@ -169,7 +181,10 @@ public final class PanelMatrix {
      * {@link #rows}. {@code scratch} holds {@link #scratchFloats} floats (used when {@code n > 1}).
      */
     public void multiply(float[] x, int n, float[] out, int outOff, int outStride, int r0, int r1, float[] scratch) {
-        if (r0 % PANEL != 0 || r0 < 0 || r1 > rows || (r1 % PANEL != 0 && r1 != rows) || n < 1) {
+        if (r0 == r1 && r0 >= 0 && r1 <= rows && n >= 1) {
+            return;
+        }
+        if (r0 % PANEL != 0 || r0 < 0 || r0 > r1 || r1 > rows || (r1 % PANEL != 0 && r1 != rows) || n < 1) {
             throw new IllegalArgumentException(name + ": rows [" + r0 + ", " + r1 + ") of " + rows + ", " + n + " tokens");
         }
         if (!Simd.ENABLED) {
@@ -207,13 +222,28 @@ public final class PanelMatrix {
         }
     }
 
-    // ---- The kernels. Everything a loop calls is written out in it: a vector passed to or returned
-    // from a method C2 declines to inline (it may, for "cold" or "too large" callees) is boxed, and
-    // its operations fall back to Java code, an order of magnitude slower. ----
+    // ---- The kernels. Inner loops call nothing: a vector passed to or returned from a method C2
+    // declines to inline (it may, for "cold" or "too large" callees) is boxed, and its operations
+    // fall back to Java code, an order of magnitude slower. Methods also stay small enough for C1
+    // to compile with profiling ("out of virtual registers" sends a method to a tier without call
+    // profiles, and C2 then inlines nothing of it). ----
 
     /** Byte address of row {@code row}'s lane in its panel, for float panels (column 0). */
     private long floatLane(int row) {
         return (long) (row / PANEL) * panelBytes + 4L * (row % PANEL);
+    }
+
+    /**
+     * Stores row vector {@code lane0 / FL} of a tile; nothing past {@code valid} rows. Kept under
+     * 35 bytecodes so C2 inlines it even where it has no call-site profile (a vector argument to
+     * a call that is not inlined is boxed).
+     */
+    private static void store(FloatVector acc, float[] out, int off, int lane0, int valid) {
+        if (lane0 + FL <= valid) {
+            acc.intoArray(out, off + lane0);
+        } else if (lane0 < valid) {
+            acc.intoArray(out, off + lane0, Simd.F.indexInRange(lane0, valid));
+        }
     }
 
     /** Row vectors {@code 0 .. last} from row {@code r} (later ones repeat the last, unstored). */
@@ -234,17 +264,10 @@ public final class PanelMatrix {
             s2 = FloatVector.fromMemorySegment(Simd.F, data, a2 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s2);
             s3 = FloatVector.fromMemorySegment(Simd.F, data, a3 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s3);
         }
-        if (valid == TILE_ROWS) {
-            s0.intoArray(out, off);
-            s1.intoArray(out, off + FL);
-            s2.intoArray(out, off + 2 * FL);
-            s3.intoArray(out, off + 3 * FL);
-        } else {
-            s0.intoArray(out, off, Simd.F.indexInRange(0, valid));
-            s1.intoArray(out, off + FL, Simd.F.indexInRange(FL, valid));
-            s2.intoArray(out, off + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
-            s3.intoArray(out, off + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
-        }
+        store(s0, out, off, 0, valid);
+        store(s1, out, off, FL, valid);
+        store(s2, out, off, 2 * FL, valid);
+        store(s3, out, off, 3 * FL, valid);
     }
 
     /**
@@ -301,17 +324,10 @@ public final class PanelMatrix {
                 s3 = w3.mul(sc3).sub(of3).fma(xv, s3);
             }
         }
-        if (valid == TILE_ROWS) {
-            s0.intoArray(out, off);
-            s1.intoArray(out, off + FL);
-            s2.intoArray(out, off + 2 * FL);
-            s3.intoArray(out, off + 3 * FL);
-        } else {
-            s0.intoArray(out, off, Simd.F.indexInRange(0, valid));
-            s1.intoArray(out, off + FL, Simd.F.indexInRange(FL, valid));
-            s2.intoArray(out, off + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
-            s3.intoArray(out, off + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
-        }
+        store(s0, out, off, 0, valid);
+        store(s1, out, off, FL, valid);
+        store(s2, out, off, 2 * FL, valid);
+        store(s3, out, off, 3 * FL, valid);
     }
 
     // ---- several tokens: a tile of weights decoded once into scratch (col, TILE_ROWS), reused per token ----
@@ -385,58 +401,30 @@ public final class PanelMatrix {
             a33 = w3.fma(b, a33);
         }
         int o = off + t0 * outStride;
-        if (valid == TILE_ROWS) {
-            a00.intoArray(out, o);
-            a01.intoArray(out, o + FL);
-            a02.intoArray(out, o + 2 * FL);
-            a03.intoArray(out, o + 3 * FL);
-        } else {
-            a00.intoArray(out, o, Simd.F.indexInRange(0, valid));
-            a01.intoArray(out, o + FL, Simd.F.indexInRange(FL, valid));
-            a02.intoArray(out, o + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
-            a03.intoArray(out, o + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
-        }
+        store(a00, out, o, 0, valid);
+        store(a01, out, o, FL, valid);
+        store(a02, out, o, 2 * FL, valid);
+        store(a03, out, o, 3 * FL, valid);
         if (count > 1) {
             o += outStride;
-            if (valid == TILE_ROWS) {
-                a10.intoArray(out, o);
-                a11.intoArray(out, o + FL);
-                a12.intoArray(out, o + 2 * FL);
-                a13.intoArray(out, o + 3 * FL);
-            } else {
-                a10.intoArray(out, o, Simd.F.indexInRange(0, valid));
-                a11.intoArray(out, o + FL, Simd.F.indexInRange(FL, valid));
-                a12.intoArray(out, o + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
-                a13.intoArray(out, o + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
-            }
+            store(a10, out, o, 0, valid);
+            store(a11, out, o, FL, valid);
+            store(a12, out, o, 2 * FL, valid);
+            store(a13, out, o, 3 * FL, valid);
         }
         if (count > 2) {
             o += outStride;
-            if (valid == TILE_ROWS) {
-                a20.intoArray(out, o);
-                a21.intoArray(out, o + FL);
-                a22.intoArray(out, o + 2 * FL);
-                a23.intoArray(out, o + 3 * FL);
-            } else {
-                a20.intoArray(out, o, Simd.F.indexInRange(0, valid));
-                a21.intoArray(out, o + FL, Simd.F.indexInRange(FL, valid));
-                a22.intoArray(out, o + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
-                a23.intoArray(out, o + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
-            }
+            store(a20, out, o, 0, valid);
+            store(a21, out, o, FL, valid);
+            store(a22, out, o, 2 * FL, valid);
+            store(a23, out, o, 3 * FL, valid);
         }
         if (count > 3) {
             o += outStride;
-            if (valid == TILE_ROWS) {
-                a30.intoArray(out, o);
-                a31.intoArray(out, o + FL);
-                a32.intoArray(out, o + 2 * FL);
-                a33.intoArray(out, o + 3 * FL);
-            } else {
-                a30.intoArray(out, o, Simd.F.indexInRange(0, valid));
-                a31.intoArray(out, o + FL, Simd.F.indexInRange(FL, valid));
-                a32.intoArray(out, o + 2 * FL, Simd.F.indexInRange(2 * FL, valid));
-                a33.intoArray(out, o + 3 * FL, Simd.F.indexInRange(3 * FL, valid));
-            }
+            store(a30, out, o, 0, valid);
+            store(a31, out, o, FL, valid);
+            store(a32, out, o, 2 * FL, valid);
+            store(a33, out, o, 3 * FL, valid);
         }
     }
 

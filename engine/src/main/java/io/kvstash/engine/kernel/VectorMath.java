@@ -35,121 +35,6 @@ public final class VectorMath {
         return sum;
     }
 
-    /**
-     * {@code xT[c · nPad + t] = x[t · cols + c]} for {@code n} tokens, zero for the padding
-     * tokens {@code [n, nPad)}: the activation layout {@link WeightMatrix#matMul} reads.
-     */
-    public static void transpose(float[] x, int n, int cols, float[] xT, int nPad) {
-        for (int c = 0; c < cols; c++) {
-            int row = c * nPad;
-            for (int t = 0; t < n; t++) {
-                xT[row + t] = x[t * cols + c];
-            }
-            for (int t = n; t < nPad; t++) {
-                xT[row + t] = 0f;
-            }
-        }
-    }
-
-    /**
-     * Four weight rows ({@code w[i · cols ..]}, i = 0..3) times the transposed activations
-     * {@code xT (cols, nPad)}: {@code out[outOff + t · outStride + i] = Σ_c w[i][c] · xT[c][t]}
-     * for tokens {@code t < n}. {@code lanes[lanesOff ..]} is scratch of {@code 8 · Simd.FL} floats.
-     */
-    static void tile4(float[] w, int cols, float[] xT, int n, int nPad, float[] out, int outOff, int outStride, float[] lanes, int lanesOff) {
-        if (!Simd.ENABLED) {
-            for (int i = 0; i < 4; i++) {
-                for (int t = 0; t < n; t++) {
-                    float sum = 0f;
-                    for (int c = 0; c < cols; c++) {
-                        sum += w[i * cols + c] * xT[c * nPad + t];
-                    }
-                    out[outOff + t * outStride + i] = sum;
-                }
-            }
-            return;
-        }
-        int fl = Simd.FL;
-        for (int tt = 0; tt < n; tt += 2 * fl) {
-            if (n - tt <= fl) {
-                // One vector of tokens left (small batches): half the work of the two-vector tile.
-                // Each lane still sums its products in column order, so results are bit-identical.
-                tile4Narrow(w, cols, xT, n, nPad, tt, out, outOff, outStride, lanes, lanesOff);
-                return;
-            }
-            FloatVector a00 = FloatVector.zero(Simd.F);
-            FloatVector a01 = a00;
-            FloatVector a10 = a00;
-            FloatVector a11 = a00;
-            FloatVector a20 = a00;
-            FloatVector a21 = a00;
-            FloatVector a30 = a00;
-            FloatVector a31 = a00;
-            for (int c = 0, xo = tt; c < cols; c++, xo += nPad) {
-                FloatVector x0 = FloatVector.fromArray(Simd.F, xT, xo);
-                FloatVector x1 = FloatVector.fromArray(Simd.F, xT, xo + fl);
-                FloatVector w0 = FloatVector.broadcast(Simd.F, w[c]);
-                FloatVector w1 = FloatVector.broadcast(Simd.F, w[cols + c]);
-                FloatVector w2 = FloatVector.broadcast(Simd.F, w[2 * cols + c]);
-                FloatVector w3 = FloatVector.broadcast(Simd.F, w[3 * cols + c]);
-                a00 = x0.fma(w0, a00);
-                a01 = x1.fma(w0, a01);
-                a10 = x0.fma(w1, a10);
-                a11 = x1.fma(w1, a11);
-                a20 = x0.fma(w2, a20);
-                a21 = x1.fma(w2, a21);
-                a30 = x0.fma(w3, a30);
-                a31 = x1.fma(w3, a31);
-            }
-            // Lanes are tokens: spill the tile and scatter it into token-major output.
-            a00.intoArray(lanes, lanesOff);
-            a01.intoArray(lanes, lanesOff + fl);
-            a10.intoArray(lanes, lanesOff + 2 * fl);
-            a11.intoArray(lanes, lanesOff + 3 * fl);
-            a20.intoArray(lanes, lanesOff + 4 * fl);
-            a21.intoArray(lanes, lanesOff + 5 * fl);
-            a30.intoArray(lanes, lanesOff + 6 * fl);
-            a31.intoArray(lanes, lanesOff + 7 * fl);
-            int count = Math.min(2 * fl, n - tt);
-            for (int t = 0; t < count; t++) {
-                int o = outOff + (tt + t) * outStride;
-                out[o] = lanes[lanesOff + t];
-                out[o + 1] = lanes[lanesOff + 2 * fl + t];
-                out[o + 2] = lanes[lanesOff + 4 * fl + t];
-                out[o + 3] = lanes[lanesOff + 6 * fl + t];
-            }
-        }
-    }
-
-    /** {@link #tile4} for the last {@code n − tt ≤ FL} tokens. */
-    private static void tile4Narrow(float[] w, int cols, float[] xT, int n, int nPad, int tt, float[] out, int outOff, int outStride,
-                                    float[] lanes, int lanesOff) {
-        int fl = Simd.FL;
-        FloatVector a0 = FloatVector.zero(Simd.F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
-        for (int c = 0, xo = tt; c < cols; c++, xo += nPad) {
-            FloatVector x0 = FloatVector.fromArray(Simd.F, xT, xo);
-            a0 = x0.fma(FloatVector.broadcast(Simd.F, w[c]), a0);
-            a1 = x0.fma(FloatVector.broadcast(Simd.F, w[cols + c]), a1);
-            a2 = x0.fma(FloatVector.broadcast(Simd.F, w[2 * cols + c]), a2);
-            a3 = x0.fma(FloatVector.broadcast(Simd.F, w[3 * cols + c]), a3);
-        }
-        a0.intoArray(lanes, lanesOff);
-        a1.intoArray(lanes, lanesOff + fl);
-        a2.intoArray(lanes, lanesOff + 2 * fl);
-        a3.intoArray(lanes, lanesOff + 3 * fl);
-        int count = n - tt;
-        for (int t = 0; t < count; t++) {
-            int o = outOff + (tt + t) * outStride;
-            out[o] = lanes[lanesOff + t];
-            out[o + 1] = lanes[lanesOff + fl + t];
-            out[o + 2] = lanes[lanesOff + 2 * fl + t];
-            out[o + 3] = lanes[lanesOff + 3 * fl + t];
-        }
-    }
-
     /** {@code y[yOff..+n) += a · x[xOff..+n)}. */
     public static void axpy(float a, float[] x, int xOff, float[] y, int yOff, int n) {
         int i = 0;
@@ -209,8 +94,40 @@ public final class VectorMath {
         }
     }
 
-    /** In-place softmax of {@code x[off..+n)}; returns nothing, normalises to sum 1. */
+    /** In-place softmax of {@code x[off..+n)}, normalised to sum 1. */
     public static void softmax(float[] x, int off, int n) {
+        if (!Simd.ENABLED) {
+            softmaxScalar(x, off, n);
+            return;
+        }
+        int bound = Simd.F.loopBound(n);
+        FloatVector mv = FloatVector.broadcast(Simd.F, Float.NEGATIVE_INFINITY);
+        int i = 0;
+        for (; i < bound; i += Simd.FL) {
+            mv = mv.max(FloatVector.fromArray(Simd.F, x, off + i));
+        }
+        float max = mv.reduceLanes(VectorOperators.MAX);
+        for (; i < n; i++) {
+            max = Math.max(max, x[off + i]);
+        }
+        FloatVector m = FloatVector.broadcast(Simd.F, max);
+        FloatVector sv = FloatVector.zero(Simd.F);
+        for (i = 0; i < bound; i += Simd.FL) {
+            FloatVector e = FloatVector.fromArray(Simd.F, x, off + i).sub(m).lanewise(VectorOperators.EXP);
+            e.intoArray(x, off + i);
+            sv = sv.add(e);
+        }
+        float sum = sv.reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) {
+            float e = (float) Math.exp(x[off + i] - max);
+            x[off + i] = e;
+            sum += e;
+        }
+        scale(x, off, n, 1f / sum);
+    }
+
+    /** The scalar twin of {@link #softmax}. */
+    public static void softmaxScalar(float[] x, int off, int n) {
         float max = Float.NEGATIVE_INFINITY;
         for (int i = 0; i < n; i++) {
             max = Math.max(max, x[off + i]);
@@ -221,7 +138,49 @@ public final class VectorMath {
             x[off + i] = e;
             sum += e;
         }
-        scale(x, off, n, 1f / sum);
+        float inv = 1f / sum;
+        for (int i = 0; i < n; i++) {
+            x[off + i] *= inv;
+        }
+    }
+
+    /**
+     * Index of the largest of {@code x[0..n)}, the lowest on ties; −1 when an entry is NaN or
+     * +∞ (no meaningful maximum: the caller names the culprit).
+     */
+    public static int argmax(float[] x, int n) {
+        float max = Float.NEGATIVE_INFINITY;
+        int i = 0;
+        if (Simd.ENABLED) {
+            int bound = Simd.F.loopBound(n);
+            FloatVector mv = FloatVector.broadcast(Simd.F, Float.NEGATIVE_INFINITY);
+            for (; i < bound; i += Simd.FL) {
+                mv = mv.max(FloatVector.fromArray(Simd.F, x, i)); // NaN wins, as in Math.max
+            }
+            max = mv.reduceLanes(VectorOperators.MAX);
+        }
+        for (; i < n; i++) {
+            max = Math.max(max, x[i]);
+        }
+        if (!(max < Float.POSITIVE_INFINITY)) {
+            return -1;
+        }
+        i = 0;
+        if (Simd.ENABLED) {
+            int bound = Simd.F.loopBound(n);
+            for (; i < bound; i += Simd.FL) {
+                int lane = FloatVector.fromArray(Simd.F, x, i).compare(VectorOperators.EQ, max).firstTrue();
+                if (lane < Simd.FL) {
+                    return i + lane;
+                }
+            }
+        }
+        for (; i < n; i++) {
+            if (x[i] == max) {
+                return i;
+            }
+        }
+        return -1; // all −∞
     }
 
     /** SwiGLU: {@code gate[i] = silu(gate[i]) · up[i]}. */

@@ -9,12 +9,13 @@ import java.nio.ByteOrder;
 /**
  * A weight matrix of {@code rows × cols} in one GGML format, read in place from a mapped GGUF
  * slice. Rows are GGML's rows: a tensor of dims {@code [cols, rows]} multiplies an activation
- * vector of {@code cols} floats into {@code rows} outputs.
+ * vector of {@code cols} floats into {@code rows} outputs. This view decodes rows (token
+ * embeddings, tests, repacking); products run on the {@link PanelMatrix} repacking.
  *
- * <p>Each format implements a scalar reference ({@code *Scalar}) and a SIMD path; {@link Simd}
- * chooses once per JVM which one {@link #dot}, {@link #matVec} and {@link #matMul} use.
+ * <p>Formats with a fast row decoder implement a scalar reference ({@code *Scalar}) and a SIMD
+ * path; {@link Simd} chooses once per JVM which one {@link #dequantizeRow} uses.
  */
-public abstract sealed class WeightMatrix permits F32Matrix, F16Matrix, BF16Matrix, Q8_0Matrix, Q4_0Matrix {
+public abstract sealed class WeightMatrix permits F32Matrix, F16Matrix, BF16Matrix, Q8_0Matrix, Q4_0Matrix, BlockMatrix {
     static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     protected final String name;
@@ -50,6 +51,7 @@ public abstract sealed class WeightMatrix permits F32Matrix, F16Matrix, BF16Matr
             case BF16 -> new BF16Matrix(t.name(), t.data(), rows, cols);
             case Q8_0 -> new Q8_0Matrix(t.name(), t.data(), rows, cols);
             case Q4_0 -> new Q4_0Matrix(t.name(), t.data(), rows, cols);
+            case Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> new BlockMatrix(t.name(), t.data(), rows, cols, t.type());
             default -> throw new UnsupportedTensorTypeException(t.name(), t.type());
         };
     }
@@ -76,83 +78,6 @@ public abstract sealed class WeightMatrix permits F32Matrix, F16Matrix, BF16Matr
 
     abstract void dequantizeRowSimd(int row, float[] out, int off);
 
-    /** Dot product of row {@code row} with {@code x[xOff .. xOff+cols)}. */
-    public final float dot(int row, float[] x, int xOff) {
-        return Simd.ENABLED ? dotSimd(row, x, xOff) : dotScalar(row, x, xOff);
-    }
-
-    public abstract float dotScalar(int row, float[] x, int xOff);
-
-    abstract float dotSimd(int row, float[] x, int xOff);
-
-    /** Rows {@code row .. row+3} dotted with {@code x} into {@code out[outOff ..+4)}; formats override it to share loads. */
-    void dot4RowsSimd(int row, float[] x, int xOff, float[] out, int outOff) {
-        for (int i = 0; i < 4; i++) {
-            out[outOff + i] = dotSimd(row + i, x, xOff);
-        }
-    }
-
-    /** {@code out[outOff + r] = row r · x} for rows {@code [r0, r1)}. */
-    public final void matVec(float[] x, int xOff, float[] out, int outOff, int r0, int r1) {
-        if (Simd.ENABLED) {
-            int r = r0;
-            for (; r + 4 <= r1; r += 4) {
-                dot4RowsSimd(r, x, xOff, out, outOff + r);
-            }
-            for (; r < r1; r++) {
-                out[outOff + r] = dotSimd(r, x, xOff);
-            }
-        } else {
-            for (int r = r0; r < r1; r++) {
-                out[outOff + r] = dotScalar(r, x, xOff);
-            }
-        }
-    }
-
-    /** Rows decoded together in {@link #matMul}. */
-    public static final int ROW_TILE = 4;
-
-    /** Floats of row scratch {@link #matMul} needs for rows of {@code cols}. */
-    public static int scratchSize(int cols) {
-        return ROW_TILE * cols + 8 * Simd.FL;
-    }
-
-    /** Tokens per column of the transposed activations: a multiple of two vectors. */
-    public static int paddedTokens(int n) {
-        int tile = 2 * Simd.FL;
-        return (n + tile - 1) / tile * tile;
-    }
-
-    /**
-     * Batched product for prefill. {@code xT} holds the activations transposed,
-     * {@code (cols, paddedTokens(n))} (see {@link VectorMath#transpose}); {@code out} receives
-     * {@code n} vectors of {@code outStride} floats from {@code outOff} on, of which rows
-     * {@code [r0, r1)} are written. {@code rowScratch} needs {@link #scratchSize} floats.
-     *
-     * <p>Four weight rows are decoded once into {@code rowScratch} and reused for every token;
-     * the inner loop broadcasts one weight per row against vectors of tokens, so it needs no
-     * horizontal reductions and does two loads per eight FMAs.
-     */
-    public final void matMul(float[] xT, int n, float[] out, int outOff, int outStride, int r0, int r1, float[] rowScratch) {
-        int nPad = paddedTokens(n);
-        int r = r0;
-        for (; r + ROW_TILE <= r1; r += ROW_TILE) {
-            for (int i = 0; i < ROW_TILE; i++) {
-                dequantizeRow(r + i, rowScratch, i * cols);
-            }
-            VectorMath.tile4(rowScratch, cols, xT, n, nPad, out, outOff + r, outStride, rowScratch, ROW_TILE * cols);
-        }
-        for (; r < r1; r++) {
-            dequantizeRow(r, rowScratch, 0);
-            for (int t = 0; t < n; t++) {
-                float sum = 0f;
-                for (int c = 0; c < cols; c++) {
-                    sum += rowScratch[c] * xT[c * nPad + t];
-                }
-                out[outOff + t * outStride + r] = sum;
-            }
-        }
-    }
 
     static float half(MemorySegment seg, long offset) {
         return Float.float16ToFloat(seg.get(SHORT, offset));

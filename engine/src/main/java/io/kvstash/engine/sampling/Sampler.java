@@ -1,5 +1,6 @@
 package io.kvstash.engine.sampling;
 
+import io.kvstash.engine.kernel.VectorMath;
 import java.util.Arrays;
 import java.util.Objects;
 import java.util.SplittableRandom;
@@ -146,6 +147,11 @@ public final class Sampler {
     }
 
     private static int argmax(float[] logits) {
+        int fast = VectorMath.argmax(logits, logits.length);
+        if (fast >= 0) {
+            return fast;
+        }
+        // NaN, +∞ or all −∞: the scalar scan names the problem.
         int best = -1;
         float bestLogit = Float.NEGATIVE_INFINITY;
         for (int id = 0; id < logits.length; id++) {

@@ -82,14 +82,12 @@ class KernelParityTest {
 
     @ParameterizedTest
     @EnumSource(value = GgmlType.class, names = {"F32", "F16", "BF16", "Q8_0", "Q4_0"})
-    void shouldMatchScalarTwinWhenMultiplyingRandomMatrices(GgmlType type) {
+    void shouldMatchScalarTwinWhenDequantizingRandomMatrices(GgmlType type) {
         Random r = new Random(1234 + type.ordinal());
-        // Column counts cover whole vectors, tails (F32/F16/BF16 only) and several quant blocks.
         int[] colChoices = type.blockSize == 1 ? new int[] {7, 48, 100, 288} : new int[] {32, 96, 288};
         for (int cols : colChoices) {
             int rows = 13;
             WeightMatrix w = matrix(type, random(r, rows * cols, 0.5f), rows, cols);
-            float[] x = random(r, 5 * cols, 1f);
             float[] rowRef = new float[cols];
             float[] rowGot = new float[cols];
             for (int row = 0; row < rows; row++) {
@@ -99,27 +97,89 @@ class KernelParityTest {
                 for (int c = 0; c < cols; c++) {
                     assertEquals(rowRef[c], w.get(row, c), 0f, type + " get(" + row + "," + c + ")");
                 }
-                for (int t = 0; t < 5; t++) {
-                    float ref = w.dotScalar(row, x, t * cols);
-                    float got = w.dot(row, x, t * cols);
-                    assertClose(ref, got, magnitude(rowRef, x, t * cols), type + " dot row " + row + " cols " + cols);
+            }
+        }
+    }
+
+    /**
+     * The packed product is bit-identical to its scalar twin at every width, for every token count
+     * and every split of the rows, and a token's outputs do not depend on the other tokens of the
+     * batch: what makes a batched decode produce exactly what a solo one does.
+     */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"F32", "F16", "BF16", "Q8_0", "Q4_0"})
+    void shouldMatchScalarTwinBitForBitWhenMultiplyingPackedMatrices(GgmlType type) {
+        Random r = new Random(4321 + type.ordinal());
+        int[] colChoices = type.blockSize == 1 ? new int[] {7, 48, 100} : new int[] {32, 96, 288};
+        for (int cols : colChoices) {
+            for (int rows : new int[] {13, 48, 100}) {
+                WeightMatrix w = matrix(type, random(r, rows * cols, 0.5f), rows, cols);
+                assertPackedProductExact(w, r, type + " " + rows + "x" + cols);
+            }
+        }
+    }
+
+    @Test
+    void shouldMatchScalarTwinBitForBitWhenMultiplyingKQuantTensors() throws Exception {
+        Random r = new Random(99);
+        java.util.Set<GgmlType> seen = java.util.EnumSet.noneOf(GgmlType.class);
+        for (String model : new String[] {"stories15M-q4_k_m.gguf", "stories15M-kmix.gguf"}) {
+            try (io.kvstash.engine.gguf.GgufFile f = io.kvstash.engine.gguf.GgufFile.open(io.kvstash.engine.testing.TestModels.model(model))) {
+                for (io.kvstash.engine.gguf.GgufTensor t : f.tensors().values()) {
+                    if (t.dims().length != 2 || t.type().blockSize == 1 || !seen.add(t.type())) {
+                        continue;
+                    }
+                    WeightMatrix w = WeightMatrix.of(t);
+                    assertPackedProductExact(w, r, model + " " + t.name() + " " + t.type());
                 }
             }
-            float[] outVec = new float[rows];
-            w.matVec(x, cols, outVec, 0, 0, rows);
-            float[] outMat = new float[5 * rows];
-            float[] scratch = new float[WeightMatrix.scratchSize(cols)];
-            float[] xT = new float[cols * WeightMatrix.paddedTokens(5)];
-            VectorMath.transpose(x, 5, cols, xT, WeightMatrix.paddedTokens(5));
-            // Two calls over split row ranges, one not a multiple of the row tile.
-            w.matMul(xT, 5, outMat, 0, rows, 2, rows, scratch);
-            w.matMul(xT, 5, outMat, 0, rows, 0, 2, scratch);
-            for (int row = 0; row < rows; row++) {
-                w.dequantizeRowScalar(row, rowRef, 0);
-                assertClose(w.dotScalar(row, x, cols), outVec[row], magnitude(rowRef, x, cols), type + " matVec row " + row);
-                for (int t = 0; t < 5; t++) {
-                    assertClose(w.dotScalar(row, x, t * cols), outMat[t * rows + row], magnitude(rowRef, x, t * cols),
-                            type + " matMul row " + row + " token " + t);
+        }
+        System.out.println("packed K-quant products checked for " + seen);
+        assertTrue(seen.containsAll(java.util.EnumSet.of(GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K)),
+                "the test models cover every K-quant, got " + seen);
+    }
+
+    private void assertPackedProductExact(WeightMatrix w, Random r, String what) {
+        PanelMatrix p = PanelMatrix.pack(w, arena);
+        int rows = w.rows;
+        int cols = w.cols;
+        float[] row = new float[cols];
+        for (int i = 0; i < rows; i += Math.max(1, rows / 7)) {
+            w.dequantizeRowScalar(i, row, 0);
+            for (int c = 0; c < cols; c++) {
+                assertEquals(Float.floatToRawIntBits(row[c]), Float.floatToRawIntBits(p.weight(i, c)), what + " packed weight (" + i + "," + c + ")");
+            }
+        }
+        float[] scratch = new float[PanelMatrix.scratchFloats(cols)];
+        for (int n : new int[] {1, 2, 3, 4, 5, 9}) {
+            float[] x = random(r, n * cols, 1f);
+            int stride = rows + 3;
+            float[] ref = new float[n * stride];
+            float[] got = new float[n * stride];
+            java.util.Arrays.fill(got, Float.NaN);
+            java.util.Arrays.fill(ref, Float.NaN);
+            p.multiplyScalar(x, n, ref, 0, stride, 0, rows);
+            // Two calls over a split at a panel boundary inside the matrix, as the pool hands them out.
+            int split = Math.min(rows, PanelMatrix.PANEL * Math.max(1, rows / (2 * PanelMatrix.PANEL)));
+            p.multiply(x, n, got, 0, stride, split, rows, scratch);
+            p.multiply(x, n, got, 0, stride, 0, split, scratch);
+            assertArrayEqualsExactly(ref, got, what + " product of " + n + " tokens");
+            for (int t = 0; t < n; t++) {
+                float[] solo = new float[rows];
+                p.multiply(java.util.Arrays.copyOfRange(x, t * cols, (t + 1) * cols), 1, solo, 0, rows, 0, rows, scratch);
+                assertArrayEqualsExactly(java.util.Arrays.copyOfRange(ref, t * stride, t * stride + rows), solo,
+                        what + " token " + t + " of " + n + " alone");
+                for (int i = 0; i < rows; i += Math.max(1, rows / 40)) {
+                    double sum = 0;
+                    double mag = 0;
+                    for (int c = 0; c < cols; c++) {
+                        sum += (double) p.weight(i, c) * x[t * cols + c];
+                        mag += Math.abs((double) p.weight(i, c) * x[t * cols + c]);
+                    }
+                    assertEquals(sum, ref[t * stride + i], 1e-5 * mag + 1e-6, what + " row " + i + " token " + t + " against float64");
+                }
+                for (int i = rows; i < stride; i++) {
+                    assertTrue(Float.isNaN(got[t * stride + i]), what + ": wrote past the matrix's rows at " + i);
                 }
             }
         }
@@ -202,9 +262,28 @@ class KernelParityTest {
             for (float v : s) {
                 sum += Math.exp(v - max);
             }
+            float[] twin = s.clone();
+            VectorMath.softmaxScalar(twin, 0, n);
             for (int i = 0; i < n; i++) {
                 assertEquals(Math.exp(s[i] - max) / sum, sm[i], 1e-6, "softmax");
+                assertEquals(twin[i], sm[i], 1e-6 * Math.max(1e-3, twin[i]), "softmax against its scalar twin");
             }
+
+            // argmax: lowest index among equal maxima; −1 for NaN or +∞ anywhere.
+            float[] a2 = random(r, n, 1f);
+            int expected = 0;
+            for (int i = 1; i < n; i++) {
+                if (a2[i] > a2[expected]) {
+                    expected = i;
+                }
+            }
+            assertEquals(expected, VectorMath.argmax(a2, n), "argmax of " + n);
+            a2[n - 1] = a2[expected];
+            assertEquals(expected, VectorMath.argmax(a2, n), "argmax keeps the lowest index on a tie");
+            a2[n / 2] = Float.NaN;
+            assertEquals(-1, VectorMath.argmax(a2, n), "argmax with NaN");
+            a2[n / 2] = Float.POSITIVE_INFINITY;
+            assertEquals(-1, VectorMath.argmax(a2, n), "argmax with +inf");
         }
     }
 

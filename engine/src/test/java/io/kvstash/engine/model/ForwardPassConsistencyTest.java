@@ -91,6 +91,7 @@ class ForwardPassConsistencyTest {
 
         @Override
         public void close() {
+            model.close();
             file.close();
         }
     }

@@ -123,8 +123,8 @@ class ForwardPassReferenceTest {
     private static void compare(String name, TinyModels.Spec spec, KvFormat kvFormat, RopeStyle rope, double tolerance, Path dir) {
         int[] tokens = randomTokens(spec.vocabSize(), POSITIONS, spec.seed() + 100);
         double[][] expected = new NaiveLlamaReference(spec, rope).logits(tokens, kvFormat == KvFormat.F16);
-        try (GgufFile f = GgufFile.open(TinyModels.write(dir.resolve("tiny.gguf"), spec))) {
-            LlamaModel model = LlamaModel.load(f, ModelConfig.from(f).withRopeStyle(rope));
+        try (GgufFile f = GgufFile.open(TinyModels.write(dir.resolve("tiny.gguf"), spec));
+             LlamaModel model = LlamaModel.load(f, ModelConfig.from(f).withRopeStyle(rope))) {
             int vocab = model.config().vocabularySize();
             assertEquals(spec.vocabSize(), vocab);
             float[] logits = new float[POSITIONS * vocab];

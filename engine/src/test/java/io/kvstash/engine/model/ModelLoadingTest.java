@@ -43,8 +43,8 @@ class ModelLoadingTest {
     /** Loads {@code file}, expecting {@code type} with a message holding every fragment. */
     private static <T extends RuntimeException> T assertLoadFails(Class<T> type, Path file, String... fragments) {
         RuntimeException e = assertThrows(RuntimeException.class, () -> {
-            try (GgufFile f = GgufFile.open(file)) {
-                LlamaModel.load(f);
+            try (GgufFile f = GgufFile.open(file); LlamaModel m = LlamaModel.load(f)) {
+                m.config();
             }
         });
         assertInstanceOf(type, e, () -> "expected " + type.getSimpleName() + ", got " + e);
@@ -60,8 +60,8 @@ class ModelLoadingTest {
 
     @Test
     void shouldLoadWhenNothingIsBroken() {
-        try (GgufFile f = GgufFile.open(write(TinyModels.writer(SPEC)))) {
-            ModelConfig c = LlamaModel.load(f).config();
+        try (GgufFile f = GgufFile.open(write(TinyModels.writer(SPEC))); LlamaModel m = LlamaModel.load(f)) {
+            ModelConfig c = m.config();
             assertEquals(64, c.dim());
             assertEquals(16, c.headDim());
             assertEquals(2, c.groupSize());
@@ -130,21 +130,36 @@ class ModelLoadingTest {
     }
 
     @Test
-    void shouldNameTensorAndTypeWhenMatrixIsQ5K() {
-        // Q5_K blocks hold 256 values, so the model needs rows of 256.
+    void shouldNameTensorAndTypeWhenMatrixIsIQ4XS() {
+        // IQ4_XS blocks hold 256 values, so the model needs rows of 256.
         TinyModels.Spec wide = TinyModels.Spec.builder().dim(256).layers(1).ffn(256).build();
-        byte[] q5k = new byte[256 / GgmlType.Q5_K.blockSize * GgmlType.Q5_K.blockBytes * 256];
+        byte[] iq = new byte[256 / GgmlType.IQ4_XS.blockSize * GgmlType.IQ4_XS.blockBytes * 256];
         GgufWriter w = TinyModels.writer(wide).removeTensor("blk.0.ffn_gate.weight")
-                .addTensor("blk.0.ffn_gate.weight", GgmlType.Q5_K, q5k, 256, 256);
-        assertLoadFails(ModelFormatException.class, write(w), "'blk.0.ffn_gate.weight'", "Q5_K");
+                .addTensor("blk.0.ffn_gate.weight", GgmlType.IQ4_XS, iq, 256, 256);
+        assertLoadFails(ModelFormatException.class, write(w), "'blk.0.ffn_gate.weight'", "IQ4_XS");
     }
 
     @Test
-    void shouldNameTensorAndTypeWhenEmbeddingIsQ4_1() {
-        byte[] q41 = new byte[64 / 32 * GgmlType.Q4_1.blockBytes * SPEC.vocabSize()];
+    void shouldNameTensorAndTypeWhenEmbeddingIsIQ4NL() {
+        byte[] iq = new byte[64 / 32 * GgmlType.IQ4_NL.blockBytes * SPEC.vocabSize()];
         GgufWriter w = TinyModels.writer(SPEC).removeTensor("token_embd.weight")
-                .addTensor("token_embd.weight", GgmlType.Q4_1, q41, 64, SPEC.vocabSize());
-        assertLoadFails(ModelFormatException.class, write(w), "'token_embd.weight'", "Q4_1");
+                .addTensor("token_embd.weight", GgmlType.IQ4_NL, iq, 64, SPEC.vocabSize());
+        assertLoadFails(ModelFormatException.class, write(w), "'token_embd.weight'", "IQ4_NL");
+    }
+
+    @Test
+    void shouldLoadWhenMatrixIsQ5KAndEmbeddingIsQ4_1() {
+        TinyModels.Spec wide = TinyModels.Spec.builder().dim(256).layers(1).ffn(256).build();
+        byte[] q5k = new byte[256 / GgmlType.Q5_K.blockSize * GgmlType.Q5_K.blockBytes * 256];
+        byte[] q41 = new byte[256 / 32 * GgmlType.Q4_1.blockBytes * wide.vocabSize()];
+        GgufWriter w = TinyModels.writer(wide).removeTensor("blk.0.ffn_gate.weight")
+                .addTensor("blk.0.ffn_gate.weight", GgmlType.Q5_K, q5k, 256, 256)
+                .removeTensor("token_embd.weight")
+                .addTensor("token_embd.weight", GgmlType.Q4_1, q41, 256, wide.vocabSize());
+        try (GgufFile f = GgufFile.open(write(w)); LlamaModel m = LlamaModel.load(f)) {
+            assertEquals(GgmlType.Q5_K, f.tensor("blk.0.ffn_gate.weight").type());
+            assertEquals(256, m.layer(0).wGate().rows);
+        }
     }
 
     @Test
@@ -204,8 +219,8 @@ class ModelLoadingTest {
     @ValueSource(ints = {283, 284, -1, Integer.MAX_VALUE, Integer.MIN_VALUE})
     void shouldNameTokenIdWhenItIsOutsideTheVocabulary(int id) {
         try (GgufFile f = GgufFile.open(write(TinyModels.writer(SPEC)));
+             LlamaModel model = LlamaModel.load(f);
              ComputePool pool = new ComputePool(1)) {
-            LlamaModel model = LlamaModel.load(f);
             ModelConfig c = model.config();
             ForwardPass pass = new ForwardPass(model, pool, 8);
             try (SlabKvStore store = new SlabKvStore(new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), 64, KvFormat.F32), Long.MAX_VALUE);

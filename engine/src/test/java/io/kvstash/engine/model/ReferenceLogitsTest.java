@@ -54,8 +54,8 @@ class ReferenceLogitsTest {
     @MethodSource("references")
     void shouldMatchReferenceLogitsWhenTeacherForced(String reference, String modelFile, double tolerance, boolean exactGreedy) throws IOException {
         JsonNode ref = new ObjectMapper().readTree(TestModels.reference(reference).toFile());
-        try (GgufFile f = GgufFile.open(TestModels.model(modelFile))) {
-            LlamaModel model = LlamaModel.load(f);
+        try (GgufFile f = GgufFile.open(TestModels.model(modelFile));
+             LlamaModel model = LlamaModel.load(f)) {
             int vocab = model.config().vocabularySize();
             ForwardPass pass = new ForwardPass(model, pool, 16);
             double worst = 0;

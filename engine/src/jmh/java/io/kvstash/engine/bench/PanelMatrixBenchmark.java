@@ -1,8 +1,8 @@
 package io.kvstash.engine.bench;
 
 import io.kvstash.engine.gguf.GgufFile;
-import io.kvstash.engine.kernel.VectorMath;
-import io.kvstash.engine.kernel.WeightMatrix;
+import io.kvstash.engine.kernel.PanelMatrix;
+import java.lang.foreign.Arena;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -18,51 +18,56 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 import org.openjdk.jmh.infra.Blackhole;
 
-/** Prefill's kernel: a batch of activation vectors (transposed) times every row, on one thread. */
+/**
+ * The forward pass's product on one thread: {@code tokens} activation vectors times every row of
+ * a packed weight matrix. tokens = 1 is decode of one sequence; 4, 16, 64 are batched decode and
+ * prefill. Divide by tokens for the cost per token.
+ */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
-public class MatMulBenchmark {
+public class PanelMatrixBenchmark {
     /** {@code model file:tensor}. */
     @Param({
+        "stories15M-q8_0.gguf:output.weight",
         "stories15M-q8_0.gguf:blk.0.ffn_down.weight",
-        "stories15M-q4_0.gguf:blk.0.ffn_up.weight",
+        "stories15M-q4_k_m.gguf:blk.0.ffn_up.weight",
         "stories15M-f16.gguf:blk.0.attn_q.weight",
     })
     public String tensor;
 
-    /** Tokens in the batch. */
-    @Param({"16", "64"})
-    public int batch;
+    @Param({"1", "4", "16", "64"})
+    public int tokens;
 
     private GgufFile file;
-    private WeightMatrix w;
-    private float[] xT;
+    private Arena arena;
+    private PanelMatrix w;
+    private float[] x;
     private float[] out;
     private float[] scratch;
 
     @Setup
     public void setup() {
         file = BenchModels.open(tensor);
-        w = BenchModels.matrix(file, tensor);
-        int nPad = WeightMatrix.paddedTokens(batch);
-        xT = new float[w.cols * nPad];
-        VectorMath.transpose(BenchModels.randomFloats(batch * w.cols, 42), batch, w.cols, xT, nPad);
-        out = new float[batch * w.rows];
-        scratch = new float[WeightMatrix.scratchSize(w.cols)];
+        arena = Arena.ofShared();
+        w = PanelMatrix.pack(BenchModels.matrix(file, tensor), arena);
+        x = BenchModels.randomFloats(tokens * w.cols, 42);
+        out = new float[tokens * w.rows];
+        scratch = new float[PanelMatrix.scratchFloats(w.cols)];
     }
 
     @TearDown
     public void tearDown() {
+        arena.close();
         file.close();
     }
 
     @Benchmark
-    public void matMul(Blackhole bh) {
-        w.matMul(xT, batch, out, 0, w.rows, 0, w.rows, scratch);
+    public void multiply(Blackhole bh) {
+        w.multiply(x, tokens, out, 0, w.rows, 0, w.rows, scratch);
         bh.consume(out);
     }
 }
