@@ -9,11 +9,13 @@ import io.kvstash.engine.kv.SlabKvStore;
 import io.kvstash.engine.model.ForwardPass;
 import io.kvstash.engine.model.LlamaModel;
 import io.kvstash.engine.model.ModelConfig;
+import io.kvstash.engine.model.ModelFingerprint;
 import io.kvstash.engine.sampling.Sampler;
 import io.kvstash.engine.sampling.SamplingParams;
 import io.kvstash.engine.tokenizer.TokenDecoder;
 import io.kvstash.engine.tokenizer.Tokenizer;
 import java.nio.file.Path;
+import java.util.function.Function;
 
 /**
  * A loaded model ready to run: the mapped file, weights, tokenizer, compute threads, a KV store
@@ -29,9 +31,11 @@ public final class InferenceEngine implements AutoCloseable {
     private final ForwardPass forward;
     private final EngineOptions options;
     private final int contextLength;
+    private final ModelFingerprint fingerprint;
 
     private InferenceEngine(GgufFile file, LlamaModel model, Tokenizer tokenizer, ComputePool pool, KvStore kvStore,
-                            ForwardPass forward, EngineOptions options) {
+                            ForwardPass forward, EngineOptions options, ModelFingerprint fingerprint) {
+        this.fingerprint = fingerprint;
         this.file = file;
         this.model = model;
         this.tokenizer = tokenizer;
@@ -43,19 +47,26 @@ public final class InferenceEngine implements AutoCloseable {
     }
 
     public static InferenceEngine open(Path path, EngineOptions options) {
+        return open(path, options, geometry -> new SlabKvStore(geometry, options.kvCapacityBytes()));
+    }
+
+    /**
+     * As {@link #open(Path, EngineOptions)}, with the KV store made by {@code stores} for the
+     * model's geometry (the offload module's tiers); the engine closes it.
+     */
+    public static InferenceEngine open(Path path, EngineOptions options, Function<KvGeometry, ? extends KvStore> stores) {
         GgufFile file = GgufFile.open(path);
         LlamaModel model = null;
         ComputePool pool = null;
-        SlabKvStore store = null;
+        KvStore store = null;
         try {
             model = LlamaModel.load(file);
             Tokenizer tokenizer = Tokenizer.fromGguf(file);
             ModelConfig c = model.config();
             pool = new ComputePool(options.threads());
-            store = new SlabKvStore(new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), options.chunkTokens(), options.kvFormat()),
-                    options.kvCapacityBytes());
+            store = stores.apply(new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), options.chunkTokens(), options.kvFormat()));
             ForwardPass forward = new ForwardPass(model, pool, options.maxBatch());
-            return new InferenceEngine(file, model, tokenizer, pool, store, forward, options);
+            return new InferenceEngine(file, model, tokenizer, pool, store, forward, options, ModelFingerprint.of(file, c));
         } catch (RuntimeException e) {
             if (store != null) {
                 store.close();
@@ -77,6 +88,16 @@ public final class InferenceEngine implements AutoCloseable {
 
     public ModelConfig config() {
         return model.config();
+    }
+
+    /** What stored KV chunks of this model carry, so that no other model's chunk is ever used. */
+    public ModelFingerprint fingerprint() {
+        return fingerprint;
+    }
+
+    /** The store every sequence's chunks come from. */
+    public KvStore kvStore() {
+        return kvStore;
     }
 
     public Tokenizer tokenizer() {

@@ -30,7 +30,7 @@ public final class KvKernels {
                 acc = FloatVector.fromMemorySegment(Simd.F, seg, off + 4L * i, ByteOrder.LITTLE_ENDIAN)
                         .fma(FloatVector.fromArray(Simd.F, q, qOff + i), acc);
             }
-            sum = acc.reduceLanes(VectorOperators.ADD);
+            sum = Simd.sum(acc);
         }
         for (; i < n; i++) {
             sum += seg.get(FLOAT, off + 4L * i) * q[qOff + i];
@@ -84,7 +84,7 @@ public final class KvKernels {
                 acc = Half.toFloat(ShortVector.fromMemorySegment(Simd.S, seg, off + 2L * i, ByteOrder.LITTLE_ENDIAN))
                         .fma(FloatVector.fromArray(Simd.F, q, qOff + i), acc);
             }
-            sum = acc.reduceLanes(VectorOperators.ADD);
+            sum = Simd.sum(acc);
         }
         for (; i < n; i++) {
             sum += Float.float16ToFloat(seg.get(SHORT, off + 2L * i)) * q[qOff + i];
@@ -123,7 +123,7 @@ public final class KvKernels {
 
     public static void storeF16(float[] src, int srcOff, MemorySegment seg, long off, int n) {
         for (int i = 0; i < n; i++) {
-            seg.set(SHORT, off + 2L * i, Float.floatToFloat16(src[srcOff + i]));
+            seg.set(SHORT, off + 2L * i, Half.fromFloat(src[srcOff + i]));
         }
     }
 }

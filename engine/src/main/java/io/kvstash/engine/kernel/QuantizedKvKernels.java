@@ -69,7 +69,7 @@ public final class QuantizedKvKernels {
                     tail += scale * q[qOff + c0 + i] * seg.get(ValueLayout.JAVA_BYTE, codes + c0 + i);
                 }
             }
-            out[outOff + t] = factor * (acc.reduceLanes(VectorOperators.ADD) + tail);
+            out[outOff + t] = factor * (Simd.sum(acc) + tail);
         }
     }
 
@@ -256,7 +256,7 @@ public final class QuantizedKvKernels {
                 qv.mul(sc).intoArray(scratch, g * d + c);
                 qm = qv.fma(mn, qm);
             }
-            float sum = qm.reduceLanes(VectorOperators.ADD);
+            float sum = Simd.sum(qm);
             for (; c < d; c++) {
                 float qc = q[qOff + c];
                 scratch[g * d + c] = qc * half(seg, scales + 2L * c);
@@ -332,8 +332,8 @@ public final class QuantizedKvKernels {
                             .fma(FloatVector.fromArray(Simd.F, scratch, w1 + t), acc1);
                 }
             }
-            out[outOff + c] += acc0.reduceLanes(VectorOperators.ADD) + scratch[mgAt + g0];
-            out[outOff + c + 1] += acc1.reduceLanes(VectorOperators.ADD) + scratch[mgAt + g1];
+            out[outOff + c] += Simd.sum(acc0) + scratch[mgAt + g0];
+            out[outOff + c + 1] += Simd.sum(acc1) + scratch[mgAt + g1];
         }
         for (; c < d; c++) {
             int g = c / G;
@@ -349,7 +349,7 @@ public final class QuantizedKvKernels {
                     acc = code.fma(FloatVector.fromArray(Simd.F, scratch, wBase + k * stride + j), acc);
                 }
             }
-            out[outOff + c] += acc.reduceLanes(VectorOperators.ADD) + scratch[mgAt + g];
+            out[outOff + c] += Simd.sum(acc) + scratch[mgAt + g];
         }
     }
 
@@ -397,7 +397,7 @@ public final class QuantizedKvKernels {
                 wv.mul(sc).intoArray(scratch, g * chunkTokens + t);
                 mg = wv.fma(mn, mg);
             }
-            scratch[mgAt + g] = mg.reduceLanes(VectorOperators.ADD);
+            scratch[mgAt + g] = Simd.sum(mg);
         }
     }
 

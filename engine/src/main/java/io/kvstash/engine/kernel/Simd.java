@@ -4,6 +4,7 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -32,7 +33,32 @@ public final class Simd {
     /** Float vectors one byte vector of {@link #B} widens into. */
     public static final int PARTS = ENABLED ? BL / FL : 1;
 
+    // Rotations by 8, 4, 2 and 1 lanes for sum(): lane i takes lane (i + k) mod FL.
+    private static final VectorShuffle<Float> ROTATE_8 = ENABLED ? VectorShuffle.iota(F, 8, 1, true) : null;
+    private static final VectorShuffle<Float> ROTATE_4 = ENABLED ? VectorShuffle.iota(F, 4, 1, true) : null;
+    private static final VectorShuffle<Float> ROTATE_2 = ENABLED ? VectorShuffle.iota(F, 2, 1, true) : null;
+    private static final VectorShuffle<Float> ROTATE_1 = ENABLED ? VectorShuffle.iota(F, 1, 1, true) : null;
+
     private Simd() {
+    }
+
+    /**
+     * The sum of a vector's lanes in one fixed tree order. {@code reduceLanes(ADD)} on floats may
+     * add in a different order once C2 compiles the caller than in the interpreter, so the same
+     * input could give different bits before and after warm-up; lane-wise adds of rotations give
+     * the same bits everywhere, which stored KV and bit-identical resumes depend on.
+     */
+    public static float sum(FloatVector v) {
+        if (FL >= 16) {
+            v = v.add(v.rearrange(ROTATE_8));
+        }
+        if (FL >= 8) {
+            v = v.add(v.rearrange(ROTATE_4));
+        }
+        if (FL >= 4) {
+            v = v.add(v.rearrange(ROTATE_2));
+        }
+        return v.add(v.rearrange(ROTATE_1)).lane(0);
     }
 
     private static int chooseBits() {

@@ -28,7 +28,7 @@ public final class VectorMath {
         for (; i < bound; i += Simd.FL) {
             acc = FloatVector.fromArray(Simd.F, a, aOff + i).fma(FloatVector.fromArray(Simd.F, b, bOff + i), acc);
         }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
+        float sum = Simd.sum(acc);
         for (; i < n; i++) {
             sum += a[aOff + i] * b[bOff + i];
         }
@@ -94,7 +94,12 @@ public final class VectorMath {
         }
     }
 
-    /** In-place softmax of {@code x[off..+n)}, normalised to sum 1. */
+    /**
+     * In-place softmax of {@code x[off..+n)}, normalised to sum 1. The exponentials are scalar
+     * {@link Math#exp} on purpose: the vector {@code EXP} is a different approximation once C2
+     * compiles it (SVML) than in the interpreter, so KV computed before and after warm-up would
+     * differ; {@code Math.exp} is one stub for every tier.
+     */
     public static void softmax(float[] x, int off, int n) {
         if (!Simd.ENABLED) {
             softmaxScalar(x, off, n);
@@ -110,15 +115,8 @@ public final class VectorMath {
         for (; i < n; i++) {
             max = Math.max(max, x[off + i]);
         }
-        FloatVector m = FloatVector.broadcast(Simd.F, max);
-        FloatVector sv = FloatVector.zero(Simd.F);
-        for (i = 0; i < bound; i += Simd.FL) {
-            FloatVector e = FloatVector.fromArray(Simd.F, x, off + i).sub(m).lanewise(VectorOperators.EXP);
-            e.intoArray(x, off + i);
-            sv = sv.add(e);
-        }
-        float sum = sv.reduceLanes(VectorOperators.ADD);
-        for (; i < n; i++) {
+        float sum = 0f;
+        for (i = 0; i < n; i++) {
             float e = (float) Math.exp(x[off + i] - max);
             x[off + i] = e;
             sum += e;
@@ -183,18 +181,9 @@ public final class VectorMath {
         return -1; // all −∞
     }
 
-    /** SwiGLU: {@code gate[i] = silu(gate[i]) · up[i]}. */
+    /** SwiGLU: {@code gate[i] = silu(gate[i]) · up[i]}, with scalar {@link Math#exp} (see {@link #softmax}). */
     public static void swiglu(float[] gate, int gOff, float[] up, int uOff, int n) {
-        int i = 0;
-        if (Simd.ENABLED) {
-            int bound = Simd.F.loopBound(n);
-            for (; i < bound; i += Simd.FL) {
-                FloatVector g = FloatVector.fromArray(Simd.F, gate, gOff + i);
-                FloatVector silu = g.div(g.neg().lanewise(VectorOperators.EXP).add(1f));
-                silu.mul(FloatVector.fromArray(Simd.F, up, uOff + i)).intoArray(gate, gOff + i);
-            }
-        }
-        for (; i < n; i++) {
+        for (int i = 0; i < n; i++) {
             float g = gate[gOff + i];
             gate[gOff + i] = g / (1f + (float) Math.exp(-g)) * up[uOff + i];
         }

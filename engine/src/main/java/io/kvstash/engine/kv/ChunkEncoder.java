@@ -1,5 +1,6 @@
 package io.kvstash.engine.kv;
 
+import io.kvstash.engine.kernel.Half;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -60,7 +61,7 @@ final class ChunkEncoder {
                         case F32 -> MemorySegment.copy(block, 0, out, FLOAT, at, c * d);
                         case F16 -> {
                             for (int i = 0; i < c * d; i++) {
-                                halves[i] = Float.floatToFloat16(block[i]);
+                                halves[i] = Half.fromFloat(block[i]);
                             }
                             MemorySegment.copy(halves, 0, out, SHORT, at, c * d);
                         }
@@ -159,9 +160,9 @@ final class ChunkEncoder {
      * computed against exactly the stored values, which attention will read.
      */
     private void setMinScale(int p, float min, float max, int levels) {
-        short m16 = Float.floatToFloat16(Math.max(-65504f, Math.min(65504f, min)));
+        short m16 = Half.fromFloat(Math.max(-65504f, Math.min(65504f, min)));
         float m = Float.float16ToFloat(m16);
-        short s16 = Float.floatToFloat16(Math.min(65504f, (max - m) / levels));
+        short s16 = Half.fromFloat(Math.min(65504f, (max - m) / levels));
         // Rounding the scale down would push the largest value past the top code; step up one ulp.
         if (Float.float16ToFloat(s16) * levels + m < max && Float.float16ToFloat(s16) < 65504f) {
             s16++;

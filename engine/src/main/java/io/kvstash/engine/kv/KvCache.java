@@ -84,6 +84,54 @@ public final class KvCache implements AutoCloseable {
         return length;
     }
 
+    /**
+     * Appends a full chunk computed elsewhere (restored from a tier, or shared with another
+     * sequence with the same prefix): the cache must end on a chunk boundary with no tail
+     * reserved. The chunk is this cache's to release from now on.
+     */
+    public void appendFull(KvChunk chunk) {
+        requireBoundary();
+        if (chunk.format() != store.geometry().format() || !chunk.geometry().equals(store.geometry())) {
+            throw new IllegalArgumentException("chunk in " + chunk.format() + " does not fit a cache of " + store.geometry());
+        }
+        chunks.add(chunk);
+        length += chunkTokens;
+    }
+
+    /**
+     * Appends an F32 tail holding {@code filled} positions (0 < filled < chunk tokens), e.g. one
+     * restored from a session record; the cache must end on a chunk boundary.
+     */
+    public void appendTail(KvChunk tail, int filled) {
+        requireBoundary();
+        if (tail.format() != KvFormat.F32 || filled <= 0 || filled >= chunkTokens) {
+            throw new IllegalArgumentException("a tail is an F32 chunk with 1.." + (chunkTokens - 1) + " positions, got "
+                    + tail.format() + " with " + filled);
+        }
+        chunks.add(tail);
+        length += filled;
+    }
+
+    /**
+     * Swaps full chunk {@code index} for an identical one (the same positions computed by another
+     * sequence, kept once), releasing the old one.
+     */
+    public void replaceFull(int index, KvChunk chunk) {
+        if (index < 0 || (long) (index + 1) * chunkTokens > length || chunk.format() != chunks.get(index).format()) {
+            throw new IllegalArgumentException("chunk " + index + " is not a full chunk of the same format");
+        }
+        KvChunk old = chunks.set(index, chunk);
+        if (old != chunk) {
+            store.release(old);
+        }
+    }
+
+    private void requireBoundary() {
+        if (length % chunkTokens != 0 || chunks.size() * (long) chunkTokens != length) {
+            throw new IllegalStateException("cache of " + length + " positions in " + chunks.size() + " chunks does not end on a chunk boundary");
+        }
+    }
+
     /** Bytes of KV this sequence holds now (sealed chunks plus the tail). */
     public long bytes() {
         long sum = 0;

@@ -13,6 +13,12 @@ public interface KvStore extends AutoCloseable {
     KvChunk allocate();
 
     /**
+     * An empty chunk in {@link KvGeometry#format()}, for bytes a caller fills in whole (a chunk read
+     * back from storage); it counts as sealed once filled.
+     */
+    KvChunk allocateSealed();
+
+    /**
      * Encodes a full tail into {@link KvGeometry#format()} and returns the sealed chunk; the tail
      * is released (for F32 the tail itself is returned, already sealed).
      */

@@ -80,6 +80,11 @@ public final class SlabKvStore implements KvStore {
     }
 
     @Override
+    public synchronized KvChunk allocateSealed() {
+        return take(sealed);
+    }
+
+    @Override
     public KvChunk seal(KvChunk tail) {
         requireOwn(tail);
         if (tail.format() != KvFormat.F32) {

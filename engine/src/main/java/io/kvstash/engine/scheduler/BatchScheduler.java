@@ -114,6 +114,31 @@ public final class BatchScheduler implements AutoCloseable {
      */
     public Generation submit(int[] prompt, SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
                              GenerationListener listener) {
+        return enqueue(null, prompt, params, maxTokens, ignoreEndOfGeneration, listener);
+    }
+
+    /**
+     * Continues a sequence whose first {@code cache.length()} tokens of {@code history} are already
+     * in {@code cache} (a session resumed from the KV tiers, or sharing a prefix): prefills the rest
+     * of {@code history}, then samples as {@link #submit}. The cache stays the caller's: the
+     * scheduler does not close it, and does not touch it once the generation has completed. After
+     * an error or a cancellation it may hold positions past what the caller keeps: truncate it.
+     *
+     * @throws IllegalArgumentException when the cache holds all of {@code history} (at least one
+     *                                  token must be fed to get logits) or more
+     */
+    public Generation submit(KvCache cache, int[] history, SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
+                             GenerationListener listener) {
+        Objects.requireNonNull(cache, "cache");
+        if (cache.length() >= history.length) {
+            throw new IllegalArgumentException("the cache holds " + cache.length() + " positions of a history of " + history.length
+                    + " tokens: at least the last token must be fed");
+        }
+        return enqueue(cache, history, params, maxTokens, ignoreEndOfGeneration, listener);
+    }
+
+    private Generation enqueue(KvCache cache, int[] prompt, SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
+                               GenerationListener listener) {
         Objects.requireNonNull(params, "params");
         if (prompt.length == 0) {
             throw new IllegalArgumentException("empty prompt");
@@ -134,6 +159,11 @@ public final class BatchScheduler implements AutoCloseable {
         Generation handle = new Generation(ids.incrementAndGet(), prompt.length);
         Seq seq = new Seq(handle, prompt.clone(), params, Math.min(maxTokens, context - prompt.length + 1),
                 ignoreEndOfGeneration, listener == null ? new GenerationListener() {} : listener);
+        if (cache != null) {
+            seq.cache = cache;
+            seq.callerCache = true;
+            seq.prefilled = cache.length();
+        }
         synchronized (submitLock) {
             if (closed) {
                 throw new IllegalStateException("scheduler is closed");
@@ -237,7 +267,9 @@ public final class BatchScheduler implements AutoCloseable {
             return;
         }
         try {
-            s.cache = engine.newSequence();
+            if (s.cache == null) {
+                s.cache = engine.newSequence();
+            }
             s.sampler = new Sampler(s.params, vocab);
             s.decoder = tokenizer.newDecoder();
             // As in InferenceEngine.generate: the continuation follows the prompt, so its first
@@ -361,7 +393,9 @@ public final class BatchScheduler implements AutoCloseable {
         if (s.cache != null) {
             kvBytes = s.cache.bytes();
             kvPositions = s.cache.length();
-            s.cache.close();
+            if (!s.callerCache) {
+                s.cache.close();
+            }
             s.cache = null;
         }
         if (s.decoder != null) {
@@ -396,6 +430,7 @@ public final class BatchScheduler implements AutoCloseable {
         final StringBuilder text = new StringBuilder();
         int count;           // valid entries of history
         int prefilled;       // prompt tokens in the cache
+        boolean callerCache; // the cache came with the submission and goes back to the caller
         int inStep;          // prompt tokens in the current step
         KvCache cache;
         Sampler sampler;

@@ -186,6 +186,30 @@ class KernelParityTest {
     }
 
     @Test
+    void shouldRoundFloatsToHalvesAsIeeeDoes() {
+        // Every half is its own image; midpoints between neighbouring halves go to the even one.
+        for (int h = 0; h < 0x7c00; h++) {
+            float v = Float.float16ToFloat((short) h);
+            assertEquals(h, Half.fromFloat(v) & 0xffff, "half " + h);
+            assertEquals(h | 0x8000, Half.fromFloat(-v) & 0xffff, "half -" + h);
+            float next = Float.float16ToFloat((short) (h + 1));
+            double mid = ((double) v + next) / 2;
+            if (h < 0x7bff && (float) mid == mid) {
+                assertEquals((h & 1) == 0 ? h : h + 1, Half.fromFloat((float) mid) & 0xffff, "midpoint above half " + h);
+                assertEquals(h, Half.fromFloat(Math.nextDown((float) mid)) & 0xffff, "just below the midpoint above half " + h);
+                assertEquals(h + 1, Half.fromFloat(Math.nextUp((float) mid)) & 0xffff, "just above the midpoint above half " + h);
+            }
+        }
+        assertEquals(0x7c00, Half.fromFloat(65520f) & 0xffff, "65520 rounds to infinity");
+        assertEquals(0x7bff, Half.fromFloat(65519.99f) & 0xffff);
+        assertEquals(0x7c00, Half.fromFloat(Float.POSITIVE_INFINITY) & 0xffff);
+        assertEquals(0xfc00, Half.fromFloat(Float.NEGATIVE_INFINITY) & 0xffff);
+        assertTrue(Float.isNaN(Float.float16ToFloat(Half.fromFloat(Float.NaN))));
+        assertEquals(0, Half.fromFloat(0x1p-26f) & 0xffff, "a quarter of the smallest subnormal rounds to zero");
+        assertEquals(1, Half.fromFloat(0x1.8p-25f) & 0xffff, "three quarters rounds up");
+    }
+
+    @Test
     void shouldConvertEveryHalfFloatExactly() {
         int n = 1 << 16;
         float[] values = new float[n];

@@ -1,0 +1,166 @@
+package io.kvstash.offload;
+
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * What the warm tier stores for a session, written atomically with the chunks it refers to. The
+ * token ids (and the messages they came from) are the truth; the KV is a cache of them: the chunk
+ * keys name the session's full chunks, {@code kvLength} says how many positions have KV (the full
+ * chunks plus the tail), and {@code tail} holds the F32 residual window's filled positions (see
+ * {@link TailCodec}). A session whose chunks were dropped keeps its tokens and recomputes.
+ *
+ * @param tokens   every token of the conversation so far, the last one possibly not yet in the KV
+ * @param kvLength positions with KV: {@code chunkKeys.size() × C + tail positions}, at most tokens.length
+ * @param messages the conversation as the caller sent it (roles and texts), for the API layer
+ */
+public record SessionRecord(String id, String tenant, long createdMillis, long updatedMillis, long version, int[] tokens,
+                            int kvLength, List<ChunkKey> chunkKeys, byte[] tail, List<Message> messages) {
+    private static final int MAGIC = 0x4b565352; // "KVSR"
+    private static final int FORMAT = 1;
+
+    /** One message of the conversation. */
+    public record Message(String role, String content) {
+        public Message {
+            Objects.requireNonNull(role, "role");
+            Objects.requireNonNull(content, "content");
+        }
+    }
+
+    public SessionRecord {
+        Objects.requireNonNull(id, "id");
+        Objects.requireNonNull(tenant, "tenant");
+        tokens = tokens.clone();
+        chunkKeys = List.copyOf(chunkKeys);
+        tail = tail == null ? new byte[0] : tail;
+        messages = List.copyOf(messages);
+        if (kvLength < 0 || kvLength > tokens.length) {
+            throw new IllegalArgumentException("kvLength " + kvLength + " outside [0, " + tokens.length + "]");
+        }
+    }
+
+    public static SessionRecord empty(String id, String tenant, long now) {
+        return new SessionRecord(id, tenant, now, now, 0, new int[0], 0, List.of(), null, List.of());
+    }
+
+    @Override
+    public int[] tokens() {
+        return tokens.clone();
+    }
+
+    int tokenCount() {
+        return tokens.length;
+    }
+
+    public byte[] encode() {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream(64 + 4 * tokens.length + 16 * chunkKeys.size() + tail.length);
+        try (DataOutputStream out = new DataOutputStream(bytes)) {
+            out.writeInt(MAGIC);
+            out.writeInt(FORMAT);
+            out.writeUTF(id);
+            out.writeUTF(tenant);
+            out.writeLong(createdMillis);
+            out.writeLong(updatedMillis);
+            out.writeLong(version);
+            out.writeInt(kvLength);
+            out.writeInt(chunkKeys.size());
+            for (ChunkKey k : chunkKeys) {
+                out.writeLong(k.high());
+                out.writeLong(k.low());
+            }
+            out.writeInt(tokens.length);
+            for (int t : tokens) {
+                out.writeInt(t);
+            }
+            out.writeInt(messages.size());
+            for (Message m : messages) {
+                out.writeUTF(m.role());
+                byte[] content = m.content().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+                out.writeInt(content.length);
+                out.write(content);
+            }
+            out.writeInt(tail.length);
+            out.write(tail);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return bytes.toByteArray();
+    }
+
+    /** Reads a record; a value that is not one (or is damaged) is an {@link IllegalArgumentException}. */
+    public static SessionRecord decode(byte[] value) {
+        try (DataInputStream in = new DataInputStream(new ByteArrayInputStream(value))) {
+            if (in.readInt() != MAGIC) {
+                throw new IllegalArgumentException("not a session record");
+            }
+            int format = in.readInt();
+            if (format != FORMAT) {
+                throw new IllegalArgumentException("session record format " + format + ", this build reads " + FORMAT);
+            }
+            String id = in.readUTF();
+            String tenant = in.readUTF();
+            long created = in.readLong();
+            long updated = in.readLong();
+            long version = in.readLong();
+            int kvLength = in.readInt();
+            int keys = count(in.readInt(), value.length / 16);
+            List<ChunkKey> chunkKeys = new ArrayList<>(keys);
+            for (int i = 0; i < keys; i++) {
+                chunkKeys.add(new ChunkKey(in.readLong(), in.readLong()));
+            }
+            int[] tokens = new int[count(in.readInt(), value.length / 4)];
+            for (int i = 0; i < tokens.length; i++) {
+                tokens[i] = in.readInt();
+            }
+            int messageCount = count(in.readInt(), value.length);
+            List<Message> messages = new ArrayList<>(messageCount);
+            for (int i = 0; i < messageCount; i++) {
+                String role = in.readUTF();
+                byte[] content = new byte[count(in.readInt(), value.length)];
+                in.readFully(content);
+                messages.add(new Message(role, new String(content, java.nio.charset.StandardCharsets.UTF_8)));
+            }
+            byte[] tail = new byte[count(in.readInt(), value.length)];
+            in.readFully(tail);
+            if (in.available() != 0) {
+                throw new IllegalArgumentException("session record has " + in.available() + " trailing bytes");
+            }
+            return new SessionRecord(id, tenant, created, updated, version, tokens, kvLength, chunkKeys, tail, messages);
+        } catch (IOException e) {
+            throw new IllegalArgumentException("truncated session record", e);
+        }
+    }
+
+    private static int count(int n, int bound) {
+        if (n < 0 || n > bound) {
+            throw new IllegalArgumentException("damaged session record: count " + n);
+        }
+        return n;
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof SessionRecord r && id.equals(r.id) && tenant.equals(r.tenant) && createdMillis == r.createdMillis
+                && updatedMillis == r.updatedMillis && version == r.version && Arrays.equals(tokens, r.tokens) && kvLength == r.kvLength
+                && chunkKeys.equals(r.chunkKeys) && Arrays.equals(tail, r.tail) && messages.equals(r.messages);
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(id, version);
+    }
+
+    @Override
+    public String toString() {
+        return "SessionRecord[" + id + ", tenant " + tenant + ", v" + version + ", " + tokens.length + " tokens, kv " + kvLength
+                + ", " + chunkKeys.size() + " chunks, tail " + tail.length + " B]";
+    }
+}

@@ -1,0 +1,681 @@
+package io.kvstash.offload;
+
+import io.kvstash.engine.InferenceEngine;
+import io.kvstash.engine.kv.ChunkLayout;
+import io.kvstash.engine.kv.KvCache;
+import io.kvstash.engine.kv.KvChunk;
+import io.kvstash.engine.kv.KvGeometry;
+import io.kvstash.engine.sampling.SamplingParams;
+import io.kvstash.engine.scheduler.BatchScheduler;
+import io.kvstash.engine.scheduler.Generation;
+import io.kvstash.engine.scheduler.GenerationListener;
+import io.kvstash.engine.scheduler.GenerationResult;
+import io.kvstash.engine.scheduler.StopReason;
+import io.kvstash.persistence.ChunkHeader;
+import io.kvstash.persistence.ModelFingerprint;
+import io.kvstash.persistence.NewChunk;
+import io.kvstash.persistence.SessionScan;
+import io.kvstash.persistence.WarmStore;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collection;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Sessions over the KV tiers: a session's record (tokens, messages, chunk keys, tail) lives in
+ * the warm tier; its full chunks live in the {@link HotTier} while used and recently used, and in
+ * the warm tier (RocksDB) once written. A turn resumes the session's KV from the hot tier, else
+ * from the warm tier with one batched read, else recomputes it, then prefills only the new tokens
+ * and generates on the engine's {@link BatchScheduler}. When the turn is done, the new chunks and
+ * the new record are written in one atomic batch (write-through, the default) before the turn's
+ * future completes: an acknowledged turn survives a crash.
+ *
+ * <p>Chunks are content-addressed ({@link ChunkKey}): sessions with a common prefix share its
+ * chunks, in both tiers, and they are reference-counted by the records that list them. A chunk no
+ * record lists is deleted after a grace period ({@link #collectGarbage}). When the warm tier's
+ * bytes exceed the disk budget, the least recently used sessions lose their chunks (never their
+ * tokens or messages): their next turn recomputes the KV.
+ *
+ * <p>One turn at a time per session ({@link SessionBusyException} otherwise). Sessions belong to a
+ * tenant; another tenant's session is reported as unknown.
+ */
+public final class SessionStore implements AutoCloseable {
+    /**
+     * @param warmBudgetBytes most bytes of chunks and records in the warm tier (counted as stored,
+     *                        before RocksDB's compression)
+     * @param writeThrough    write a turn's new chunks with its record (durable KV); false writes
+     *                        chunks only when the hot tier evicts them (the record then lists only
+     *                        chunks already stored, and a crash costs a recompute, never a session)
+     * @param orphanGrace     how long a chunk no record lists stays, in case a session takes it up again
+     */
+    public record Config(long warmBudgetBytes, boolean writeThrough, Duration orphanGrace) {
+        public Config {
+            if (warmBudgetBytes < 1) {
+                throw new IllegalArgumentException("warm budget must be positive, got " + warmBudgetBytes);
+            }
+            Objects.requireNonNull(orphanGrace, "orphanGrace");
+            if (orphanGrace.isNegative()) {
+                throw new IllegalArgumentException("orphan grace must not be negative, got " + orphanGrace);
+            }
+        }
+
+        public static Config defaults() {
+            return new Config(Long.MAX_VALUE, true, Duration.ofMinutes(10));
+        }
+    }
+
+    /** Where a turn's KV came from, and what it produced. */
+    public record TurnResult(SessionRecord record, GenerationResult generation, int promptTokens, int hotChunks, int warmChunks,
+                             int restoredTailTokens, int computedTokens) {
+        /** Prompt tokens whose KV came from a tier instead of being computed. */
+        public int cachedTokens() {
+            return promptTokens - computedTokens;
+        }
+    }
+
+    /** Where a session's chunks are now. */
+    public record Residency(int hotChunks, int warmChunks, int missingChunks, long hotBytes, long warmBytes) {}
+
+    private final InferenceEngine engine;
+    private final HotTier hot;
+    private final WarmStore warm;
+    private final BatchScheduler scheduler;
+    private final Config config;
+    private final Clock clock;
+    private final int chunkTokens;
+    private final long chunkBytes;
+    private final io.kvstash.engine.model.ModelFingerprint model;
+    private final ChunkHeader header;
+    private final ExecutorService persister;
+    private final Map<String, Boolean> busy = new ConcurrentHashMap<>();
+
+    // Bookkeeping of the warm tier, rebuilt from the records at open; guarded by "this".
+    private final Map<ChunkKey, Integer> refs = new HashMap<>();
+    private final Set<ChunkKey> stored = new HashSet<>();
+    private final Map<ChunkKey, Long> orphanSince = new HashMap<>();
+    private final Map<String, Long> lastUsed = new HashMap<>();
+    private final Map<String, Integer> recordBytes = new HashMap<>();
+    private long recordBytesTotal;
+
+    private SessionStore(InferenceEngine engine, BatchScheduler scheduler, WarmStore warm, Config config, Clock clock) {
+        if (!(engine.kvStore() instanceof HotTier tier)) {
+            throw new IllegalArgumentException("the engine's KV store must be a HotTier (open the engine with HotTier::new stores)");
+        }
+        this.engine = engine;
+        this.hot = tier;
+        this.warm = warm;
+        this.scheduler = scheduler;
+        this.config = config;
+        this.clock = clock;
+        KvGeometry g = tier.geometry();
+        this.chunkTokens = g.chunkTokens();
+        this.chunkBytes = ChunkLayout.of(g, g.format()).chunkBytes();
+        this.model = engine.fingerprint();
+        this.header = new ChunkHeader((byte) g.format().ordinal(), chunkTokens, ModelFingerprint.of(model.bytes()));
+        this.persister = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "kvstash-session-io");
+            t.setDaemon(true);
+            return t;
+        });
+        hot.writeBackTo((key, chunk) -> {
+            warm.putChunks(List.of(new NewChunk(key.bytes(), header, bytesOf(chunk))));
+            synchronized (this) {
+                stored.add(key);
+            }
+        });
+    }
+
+    /** Opens the session layer over an engine whose KV store is a {@link HotTier}, reading every stored record once. */
+    public static SessionStore open(InferenceEngine engine, BatchScheduler scheduler, WarmStore warm, Config config) {
+        return open(engine, scheduler, warm, config, Clock.systemUTC());
+    }
+
+    static SessionStore open(InferenceEngine engine, BatchScheduler scheduler, WarmStore warm, Config config, Clock clock) {
+        SessionStore s = new SessionStore(engine, scheduler, warm, config, clock);
+        s.scan();
+        return s;
+    }
+
+    private synchronized void scan() {
+        long now = clock.millis();
+        try (SessionScan it = warm.scanSessions(null)) {
+            while (it.hasNext()) {
+                byte[] id = it.next();
+                Optional<byte[]> value = warm.getSession(id);
+                if (value.isEmpty()) {
+                    continue;
+                }
+                SessionRecord r;
+                try {
+                    r = SessionRecord.decode(value.get());
+                } catch (IllegalArgumentException e) {
+                    System.getLogger(SessionStore.class.getName()).log(System.Logger.Level.WARNING,
+                            "skipping unreadable session record " + new String(id, StandardCharsets.UTF_8) + ": " + e.getMessage());
+                    continue;
+                }
+                for (ChunkKey k : r.chunkKeys()) {
+                    refs.merge(k, 1, Integer::sum);
+                    stored.add(k);
+                }
+                lastUsed.put(r.id(), r.updatedMillis());
+                recordBytes.put(r.id(), value.get().length);
+                recordBytesTotal += value.get().length;
+            }
+        }
+        orphanSince.clear();
+        for (ChunkKey k : stored) {
+            if (refs.getOrDefault(k, 0) == 0) {
+                orphanSince.put(k, now);
+            }
+        }
+    }
+
+    public InferenceEngine engine() {
+        return engine;
+    }
+
+    public HotTier hotTier() {
+        return hot;
+    }
+
+    // ---- sessions ------------------------------------------------------------------------------
+
+    /** A new, empty session of {@code tenant}; returns its record. */
+    public SessionRecord create(String tenant) {
+        Objects.requireNonNull(tenant, "tenant");
+        long now = clock.millis();
+        SessionRecord r = SessionRecord.empty(UUID.randomUUID().toString(), tenant, now);
+        write(r, null, List.of());
+        return r;
+    }
+
+    /** The session's record. */
+    public SessionRecord get(String tenant, String id) {
+        return load(tenant, id);
+    }
+
+    /** Ids of {@code tenant}'s sessions (a scan of all records: for tests and small deployments). */
+    public List<String> list(String tenant) {
+        List<String> ids = new ArrayList<>();
+        try (SessionScan it = warm.scanSessions(null)) {
+            while (it.hasNext()) {
+                byte[] id = it.next();
+                warm.getSession(id).ifPresent(v -> {
+                    SessionRecord r = SessionRecord.decode(v);
+                    if (r.tenant().equals(tenant)) {
+                        ids.add(r.id());
+                    }
+                });
+            }
+        }
+        return ids;
+    }
+
+    /**
+     * Runs a turn: appends {@code newTokens} (and {@code newMessages}, for the record) to the
+     * session, resumes its KV, prefills what is not cached and generates up to {@code maxTokens}.
+     * The future completes after the new record (and, write-through, the new chunks) are stored.
+     *
+     * @throws SessionBusyException     when a turn of this session is already running
+     * @throws UnknownSessionException  when the tenant has no such session
+     */
+    public CompletableFuture<TurnResult> turn(String tenant, String id, int[] newTokens, List<SessionRecord.Message> newMessages,
+                                              SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
+                                              GenerationListener listener) {
+        claim(id);
+        try {
+            SessionRecord r = load(tenant, id);
+            int[] history = concat(r.tokens(), newTokens);
+            if (history.length == 0) {
+                throw new IllegalArgumentException("a turn needs at least one token");
+            }
+            Resumed resumed = resume(tenant, r, history);
+            Generation g;
+            try {
+                g = scheduler.submit(resumed.cache, history, params, maxTokens, ignoreEndOfGeneration, listener);
+            } catch (RuntimeException e) {
+                resumed.cache.close();
+                throw e;
+            }
+            return g.result()
+                    .thenApplyAsync(result -> finishTurn(tenant, r, history, newMessages, resumed, result), persister)
+                    .whenComplete((x, error) -> busy.remove(id));
+        } catch (RuntimeException e) {
+            busy.remove(id);
+            throw e;
+        }
+    }
+
+    /** A new session of the same tenant with the same conversation; it shares every full chunk (copy on write: chunks never change). */
+    public SessionRecord fork(String tenant, String id) {
+        SessionRecord r = load(tenant, id);
+        long now = clock.millis();
+        SessionRecord copy = new SessionRecord(UUID.randomUUID().toString(), tenant, now, now, 0, r.tokens(), r.kvLength(),
+                r.chunkKeys(), r.tail(), r.messages());
+        write(copy, null, List.of());
+        return copy;
+    }
+
+    /** Writes the session's hot chunks the warm tier lacks, then drops them from the hot tier (chunks in use stay). */
+    public Residency offload(String tenant, String id) {
+        SessionRecord r = load(tenant, id);
+        for (ChunkKey k : r.chunkKeys()) {
+            KvChunk c = hot.acquire(k);
+            if (c == null) {
+                continue;
+            }
+            try {
+                if (!isStored(k)) {
+                    warm.putChunks(List.of(new NewChunk(k.bytes(), header, bytesOf(c))));
+                    synchronized (this) {
+                        stored.add(k);
+                    }
+                }
+                hot.markPersisted(k);
+            } finally {
+                hot.release(c);
+            }
+            hot.evict(k);
+        }
+        return residency(r);
+    }
+
+    /** Prefetches the session's chunks from the warm tier into the hot tier (unpinned, most recently used). */
+    public Residency restore(String tenant, String id) {
+        SessionRecord r = load(tenant, id);
+        List<ChunkKey> missing = new ArrayList<>();
+        for (ChunkKey k : r.chunkKeys()) {
+            if (!hot.contains(k)) {
+                missing.add(k);
+            }
+        }
+        if (!missing.isEmpty()) {
+            List<Optional<byte[]>> got = warm.getChunks(missing.stream().map(ChunkKey::bytes).toList(), header);
+            for (int i = 0; i < missing.size(); i++) {
+                if (got.get(i).isPresent()) {
+                    KvChunk c = fromBytes(missing.get(i), got.get(i).get());
+                    if (c != null) {
+                        hot.release(c);
+                    }
+                }
+            }
+        }
+        return residency(r);
+    }
+
+    /** Deletes the session; its chunks go when no other record lists them and the grace period has passed. */
+    public void delete(String tenant, String id) {
+        claim(id);
+        try {
+            SessionRecord r = load(tenant, id);
+            warm.deleteSession(idBytes(id), List.of());
+            synchronized (this) {
+                long now = clock.millis();
+                for (ChunkKey k : r.chunkKeys()) {
+                    unref(k, now);
+                }
+                lastUsed.remove(id);
+                Integer size = recordBytes.remove(id);
+                if (size != null) {
+                    recordBytesTotal -= size;
+                }
+            }
+        } finally {
+            busy.remove(id);
+        }
+    }
+
+    public Residency residency(String tenant, String id) {
+        return residency(load(tenant, id));
+    }
+
+    private Residency residency(SessionRecord r) {
+        int h = 0;
+        int w = 0;
+        int m = 0;
+        for (ChunkKey k : r.chunkKeys()) {
+            if (hot.contains(k)) {
+                h++;
+            } else if (isStored(k)) {
+                w++;
+            } else {
+                m++;
+            }
+        }
+        return new Residency(h, w, m, h * chunkBytes, (long) (h + w) * chunkBytes);
+    }
+
+    /** Deletes stored chunks no record has listed for the grace period; returns how many. */
+    public int collectGarbage() {
+        long now = clock.millis();
+        List<ChunkKey> doomed = new ArrayList<>();
+        synchronized (this) {
+            for (Map.Entry<ChunkKey, Long> e : orphanSince.entrySet()) {
+                if (now - e.getValue() >= config.orphanGrace().toMillis() && refs.getOrDefault(e.getKey(), 0) == 0) {
+                    doomed.add(e.getKey());
+                }
+            }
+        }
+        deleteChunks(doomed);
+        return doomed.size();
+    }
+
+    /** Bytes the warm tier holds as this layer counts them: stored chunks and records. */
+    public synchronized long warmBytes() {
+        return stored.size() * (chunkBytes + 36) + recordBytesTotal;
+    }
+
+    public synchronized int storedChunks() {
+        return stored.size();
+    }
+
+    public synchronized int referencedChunks() {
+        return refs.size();
+    }
+
+    // ---- a turn ------------------------------------------------------------------------------
+
+    record Resumed(KvCache cache, int hotChunks, int warmChunks, int tailTokens) {}
+
+    /** The longest cached prefix of {@code history}'s KV: hot chunks, then warm ones, then the record's tail. */
+    Resumed resume(String tenant, SessionRecord r, int[] history) {
+        KvCache cache = engine.newSequence();
+        try {
+            int full = (history.length - 1) / chunkTokens; // leave at least one token to feed
+            ChunkKey[] keys = ChunkKey.chain(tenant, model, hot.geometry().format(), chunkTokens, history, full);
+            int i = 0;
+            int hotHits = 0;
+            for (; i < full; i++) {
+                KvChunk c = hot.acquire(keys[i]);
+                if (c == null) {
+                    break;
+                }
+                cache.appendFull(c);
+                hotHits++;
+            }
+            int warmHits = 0;
+            if (i < full) {
+                List<ChunkKey> want = Arrays.asList(keys).subList(i, full);
+                List<Optional<byte[]>> got = warm.getChunks(want.stream().map(ChunkKey::bytes).toList(), header);
+                for (int j = 0; j < want.size() && got.get(j).isPresent(); j++) {
+                    KvChunk c = fromBytes(want.get(j), got.get(j).get());
+                    if (c == null) {
+                        break;
+                    }
+                    cache.appendFull(c);
+                    warmHits++;
+                    i++;
+                }
+            }
+            int tailTokens = 0;
+            int filled = r.kvLength() % chunkTokens;
+            if (i == r.kvLength() / chunkTokens && filled > 0 && r.kvLength() < history.length
+                    && r.tail().length == TailCodec.bytes(hot.geometry(), filled)) {
+                KvChunk tail = hot.allocate();
+                try {
+                    TailCodec.restore(r.tail(), filled, tail);
+                } catch (RuntimeException e) {
+                    hot.release(tail);
+                    throw e;
+                }
+                cache.appendTail(tail, filled);
+                tailTokens = filled;
+            }
+            return new Resumed(cache, hotHits, warmHits, tailTokens);
+        } catch (RuntimeException e) {
+            cache.close();
+            throw e;
+        }
+    }
+
+    /** A chunk read from the warm tier, registered in the hot tier and pinned; null if its bytes do not fit. */
+    private KvChunk fromBytes(ChunkKey key, byte[] payload) {
+        KvChunk existing = hot.acquire(key);
+        if (existing != null) {
+            return existing;
+        }
+        if (payload.length != chunkBytes) {
+            return null;
+        }
+        KvChunk c = hot.allocateSealed();
+        MemorySegment.copy(payload, 0, c.data(), ValueLayout.JAVA_BYTE, 0, payload.length);
+        KvChunk kept = hot.register(key, c, true);
+        if (kept != c) {
+            hot.release(c);
+        }
+        return kept;
+    }
+
+    private TurnResult finishTurn(String tenant, SessionRecord r, int[] history, List<SessionRecord.Message> newMessages, Resumed resumed,
+                                  GenerationResult result) {
+        KvCache cache = resumed.cache;
+        try {
+            if (result.reason() == StopReason.ERROR) {
+                // The cache may hold half a step: keep the record as it was.
+                throw new CompletionException(result.error() != null ? result.error() : new IllegalStateException("generation failed"));
+            }
+            int[] tokens = concat(history, result.tokens());
+            int kv = cache.length();
+            int full = kv / chunkTokens;
+            ChunkKey[] keys = ChunkKey.chain(tenant, model, hot.geometry().format(), chunkTokens, tokens, full);
+            List<NewChunk> fresh = new ArrayList<>();
+            int listed = 0;
+            for (int c = 0; c < full; c++) {
+                KvChunk chunk = cache.chunk(c);
+                KvChunk kept = hot.register(keys[c], chunk, false);
+                if (kept != chunk) {
+                    cache.replaceFull(c, kept);
+                }
+                if (isStored(keys[c])) {
+                    hot.markPersisted(keys[c]);
+                    if (listed == c) {
+                        listed++;
+                    }
+                } else if (config.writeThrough()) {
+                    fresh.add(new NewChunk(keys[c].bytes(), header, bytesOf(kept)));
+                    listed++;
+                }
+            }
+            byte[] tail = null;
+            int kvLength = listed * chunkTokens;
+            if (listed == full && kv % chunkTokens != 0) {
+                tail = TailCodec.export(cache.chunk(full), kv % chunkTokens);
+                kvLength = kv;
+            }
+            long now = clock.millis();
+            List<SessionRecord.Message> messages = new ArrayList<>(r.messages());
+            if (newMessages != null) {
+                messages.addAll(newMessages);
+            }
+            SessionRecord next = new SessionRecord(r.id(), r.tenant(), r.createdMillis(), now, r.version() + 1, tokens, kvLength,
+                    Arrays.asList(keys).subList(0, listed), tail, messages);
+            write(next, r, fresh);
+            for (NewChunk c : fresh) {
+                hot.markPersisted(ChunkKey.of(c.key()));
+            }
+            enforceBudget(r.id());
+            int computed = history.length - (resumed.hotChunks + resumed.warmChunks) * chunkTokens - resumed.tailTokens;
+            return new TurnResult(next, result, history.length, resumed.hotChunks, resumed.warmChunks, resumed.tailTokens, computed);
+        } finally {
+            cache.close();
+        }
+    }
+
+    // ---- the warm tier's bookkeeping -------------------------------------------------------------
+
+    /** Writes {@code next} (replacing {@code previous}, if any) with {@code fresh} chunks in one batch, then updates the counts. */
+    private void write(SessionRecord next, SessionRecord previous, Collection<NewChunk> fresh) {
+        byte[] value = next.encode();
+        warm.writeSession(idBytes(next.id()), value, fresh);
+        synchronized (this) {
+            long now = clock.millis();
+            for (NewChunk c : fresh) {
+                stored.add(ChunkKey.of(c.key()));
+            }
+            for (ChunkKey k : next.chunkKeys()) {
+                refs.merge(k, 1, Integer::sum);
+                orphanSince.remove(k);
+            }
+            if (previous != null) {
+                for (ChunkKey k : previous.chunkKeys()) {
+                    unref(k, now);
+                }
+            }
+            lastUsed.put(next.id(), next.updatedMillis());
+            Integer old = recordBytes.put(next.id(), value.length);
+            recordBytesTotal += value.length - (old == null ? 0 : old);
+        }
+    }
+
+    private void unref(ChunkKey k, long now) {
+        Integer n = refs.get(k);
+        if (n == null) {
+            return;
+        }
+        if (n <= 1) {
+            refs.remove(k);
+            if (stored.contains(k)) {
+                orphanSince.put(k, now);
+            }
+        } else {
+            refs.put(k, n - 1);
+        }
+    }
+
+    private synchronized boolean isStored(ChunkKey k) {
+        return stored.contains(k);
+    }
+
+    private void deleteChunks(List<ChunkKey> keys) {
+        if (keys.isEmpty()) {
+            return;
+        }
+        warm.deleteChunks(keys.stream().map(ChunkKey::bytes).toList());
+        synchronized (this) {
+            for (ChunkKey k : keys) {
+                stored.remove(k);
+                orphanSince.remove(k);
+            }
+        }
+        for (ChunkKey k : keys) {
+            hot.evict(k);
+        }
+    }
+
+    /**
+     * Over the disk budget: the least recently used sessions (never {@code current}, never one in a
+     * turn) lose their chunk list; chunks no record lists any more are deleted at once.
+     */
+    private void enforceBudget(String current) {
+        if (warmBytes() <= config.warmBudgetBytes()) {
+            return;
+        }
+        List<String> byAge;
+        synchronized (this) {
+            byAge = new ArrayList<>(lastUsed.keySet());
+            byAge.sort(Comparator.comparingLong(lastUsed::get));
+        }
+        for (String id : byAge) {
+            if (warmBytes() <= config.warmBudgetBytes()) {
+                break;
+            }
+            if (id.equals(current) || busy.putIfAbsent(id, Boolean.TRUE) != null) {
+                continue;
+            }
+            try {
+                Optional<byte[]> value = warm.getSession(idBytes(id));
+                if (value.isEmpty()) {
+                    continue;
+                }
+                SessionRecord r = SessionRecord.decode(value.get());
+                if (r.chunkKeys().isEmpty() && r.tail().length == 0) {
+                    continue;
+                }
+                SessionRecord dropped = new SessionRecord(r.id(), r.tenant(), r.createdMillis(), r.updatedMillis(), r.version() + 1,
+                        r.tokens(), 0, List.of(), null, r.messages());
+                write(dropped, r, List.of());
+                List<ChunkKey> doomed = new ArrayList<>();
+                synchronized (this) {
+                    for (ChunkKey k : r.chunkKeys()) {
+                        if (!refs.containsKey(k) && stored.contains(k)) {
+                            doomed.add(k);
+                        }
+                    }
+                }
+                deleteChunks(doomed);
+            } finally {
+                busy.remove(id);
+            }
+        }
+    }
+
+    // ---- helpers ------------------------------------------------------------------------------
+
+    private void claim(String id) {
+        if (busy.putIfAbsent(id, Boolean.TRUE) != null) {
+            throw new SessionBusyException(id);
+        }
+    }
+
+    private SessionRecord load(String tenant, String id) {
+        Objects.requireNonNull(tenant, "tenant");
+        Objects.requireNonNull(id, "id");
+        Optional<byte[]> value = id.isEmpty() || id.length() > 200 ? Optional.empty() : warm.getSession(idBytes(id));
+        if (value.isEmpty()) {
+            throw new UnknownSessionException(id);
+        }
+        SessionRecord r = SessionRecord.decode(value.get());
+        if (!r.tenant().equals(tenant)) {
+            throw new UnknownSessionException(id);
+        }
+        return r;
+    }
+
+    private static byte[] idBytes(String id) {
+        return id.getBytes(StandardCharsets.UTF_8);
+    }
+
+    private static byte[] bytesOf(KvChunk chunk) {
+        return chunk.data().toArray(ValueLayout.JAVA_BYTE);
+    }
+
+    private static int[] concat(int[] a, int[] b) {
+        int[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    /** Waits for turns being persisted; does not close the engine, the scheduler or the warm store. */
+    @Override
+    public void close() {
+        persister.shutdown();
+        try {
+            if (!persister.awaitTermination(1, TimeUnit.MINUTES)) {
+                persister.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            persister.shutdownNow();
+            Thread.currentThread().interrupt();
+        }
+        hot.writeBackTo(null);
+    }
+}

@@ -1,0 +1,252 @@
+package io.kvstash.offload;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.kvstash.engine.InferenceEngine;
+import io.kvstash.engine.kv.KvCache;
+import io.kvstash.engine.kv.KvFormat;
+import io.kvstash.engine.sampling.SamplingParams;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/** Sessions over real tiers (stories15M, RocksDB in a temp dir). */
+class SessionStoreTest {
+    static final String MODEL = "stories15M-q8_0.gguf";
+    static final long HOT_BYTES = 256L << 20;
+    static final String STORY = "Lily liked to draw. She drew the sun, the moon, a cat and a tall tree with red apples. "
+            + "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her "
+            + "friends. One day, she saw a big red ball under a tree. She ran to get it, but a small dog got there first. The dog "
+            + "wagged its tail and looked at Lily. Lily smiled and said, \"Can we play together?\" The dog barked happily. They "
+            + "played with the ball all afternoon, running and jumping in the warm sun. When the sun began to set, Lily's mom "
+            + "called her home. Lily waved goodbye to the dog and promised to come back tomorrow. That night, she dreamed of "
+            + "the park, the ball and her new friend. The next morning, Lily woke up early and ran to the window. It was raining! "
+            + "She felt sad because she could not go to the park. Her mom gave her a warm hug and said they could bake cookies "
+            + "instead. Lily helped her mom mix the flour, the sugar and the butter, and soon the kitchen smelled sweet.";
+
+    @TempDir
+    Path dir;
+
+    static int[] tokens(InferenceEngine e, int n, int skip) {
+        int[] all = e.tokenizer().encode(STORY, true, false);
+        assertTrue(all.length >= n + skip, "story has " + all.length + " tokens");
+        int[] out = new int[n];
+        out[0] = e.tokenizer().bos();
+        System.arraycopy(all, 1 + skip, out, 1, n - 1);
+        return out;
+    }
+
+    static int[] concat(int[] a, int[] b) {
+        int[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    /** Next-token logits after {@code tokens}, computed from scratch in one fresh sequence. */
+    static float[] fresh(InferenceEngine e, int[] tokens) {
+        float[] logits = new float[e.config().vocabularySize()];
+        try (KvCache cache = e.newSequence()) {
+            e.forward(cache, tokens, 0, tokens.length, tokens.length - 1, logits);
+        }
+        return logits;
+    }
+
+    /** Next-token logits after the session's tokens plus {@code next}, from its resumed KV. */
+    static float[] resumed(Tiers t, String id, int[] next, int[] sources) {
+        SessionRecord r = t.sessions.get("acme", id);
+        int[] history = concat(r.tokens(), next);
+        SessionStore.Resumed res = t.sessions.resume("acme", r, history);
+        sources[0] = res.hotChunks();
+        sources[1] = res.warmChunks();
+        sources[2] = res.tailTokens();
+        float[] logits = new float[t.engine.config().vocabularySize()];
+        try (KvCache cache = res.cache()) {
+            int from = cache.length();
+            t.engine.forward(cache, history, from, history.length - from, history.length - from - 1, logits);
+        }
+        return logits;
+    }
+
+    static void assertBitIdentical(float[] expected, float[] actual, String what) {
+        for (int i = 0; i < expected.length; i++) {
+            if (Float.floatToRawIntBits(expected[i]) != Float.floatToRawIntBits(actual[i])) {
+                throw new AssertionError(what + ": logit " + i + " is " + actual[i] + ", expected " + expected[i]);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(KvFormat.class)
+    void shouldGiveBitIdenticalLogitsWhenResumedFromHotFromWarmAndAfterReopening(KvFormat format) throws Exception {
+        Path model = Tiers.model(MODEL);
+        String id;
+        int[] next;
+        float[] reference;
+        int[] sources = new int[3];
+        try (Tiers t = new Tiers(model, format, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            int[] prompt = tokens(t.engine, 150, 0);
+            next = Arrays.copyOfRange(tokens(t.engine, 40, 150), 1, 6);
+            SessionRecord r = t.sessions.create("acme");
+            id = r.id();
+            SessionStore.TurnResult turn = t.sessions.turn("acme", id, prompt, List.of(), SamplingParams.greedy(), 20, true, null).get();
+            assertEquals(170, turn.record().tokens().length);
+            assertEquals(169, turn.record().kvLength(), "the last sampled token has no KV yet");
+            assertEquals(2, turn.record().chunkKeys().size());
+            reference = fresh(t.engine, concat(turn.record().tokens(), next));
+
+            float[] hot = resumed(t, id, next, sources);
+            assertEquals(List.of(2, 0, 41), List.of(sources[0], sources[1], sources[2]), "hot chunks, warm chunks, tail");
+            assertBitIdentical(reference, hot, format + " resumed from the hot tier");
+
+            assertTrue(t.hot().evictAll() >= 2);
+            float[] warm = resumed(t, id, next, sources);
+            assertEquals(List.of(0, 2, 41), List.of(sources[0], sources[1], sources[2]), "hot chunks, warm chunks, tail");
+            assertBitIdentical(reference, warm, format + " resumed from the warm tier");
+        }
+        try (Tiers t = new Tiers(model, format, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            float[] reopened = resumed(t, id, next, sources);
+            assertEquals(List.of(0, 2, 41), List.of(sources[0], sources[1], sources[2]), "hot chunks, warm chunks, tail");
+            assertBitIdentical(reference, reopened, format + " resumed after closing and reopening the store");
+        }
+    }
+
+    @Test
+    void shouldComputeAndStoreASharedPrefixOnceWhenTwoSessionsStartWithIt() throws Exception {
+        Path model = Tiers.model(MODEL);
+        try (Tiers t = new Tiers(model, KvFormat.KIVI4, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            int[] prefix = tokens(t.engine, 200, 0);
+            int[] a = concat(prefix, Arrays.copyOfRange(tokens(t.engine, 40, 200), 1, 31));
+            int[] b = concat(prefix, Arrays.copyOfRange(tokens(t.engine, 40, 240), 1, 31));
+            String ida = t.sessions.create("acme").id();
+            String idb = t.sessions.create("acme").id();
+            SessionStore.TurnResult ta = t.sessions.turn("acme", ida, a, List.of(), SamplingParams.greedy(), 8, true, null).get();
+            SessionStore.TurnResult tb = t.sessions.turn("acme", idb, b, List.of(), SamplingParams.greedy(), 8, true, null).get();
+            assertEquals(0, ta.cachedTokens());
+            assertEquals(3, tb.hotChunks(), "the 200-token prefix holds three full chunks, computed by the first session");
+            assertEquals(b.length - 192, tb.computedTokens());
+
+            Set<ChunkKey> union = new HashSet<>(ta.record().chunkKeys());
+            union.addAll(tb.record().chunkKeys());
+            assertEquals(ta.record().chunkKeys().subList(0, 3), tb.record().chunkKeys().subList(0, 3));
+            assertEquals(union.size(), t.sessions.storedChunks(), "each distinct chunk stored once");
+            assertTrue(union.size() < ta.record().chunkKeys().size() + tb.record().chunkKeys().size());
+
+            // Same logits as computing B alone, from scratch.
+            int[] next = {tb.record().tokens()[5]};
+            int[] sources = new int[3];
+            assertBitIdentical(fresh(t.engine, concat(tb.record().tokens(), next)), resumed(t, idb, next, sources), "prefix reuse");
+
+            // Another tenant computes its own.
+            String other = t.sessions.create("globex").id();
+            SessionStore.TurnResult tc = t.sessions.turn("globex", other, a, List.of(), SamplingParams.greedy(), 1, true, null).get();
+            assertEquals(0, tc.cachedTokens(), "chunks are never shared across tenants");
+            assertThrows(UnknownSessionException.class, () -> t.sessions.get("globex", ida));
+        }
+    }
+
+    @Test
+    void shouldForkDeleteAndCollectChunksOnlyWhenNoSessionListsThem() throws Exception {
+        Path model = Tiers.model(MODEL);
+        SessionStore.Config config = new SessionStore.Config(Long.MAX_VALUE, true, java.time.Duration.ZERO);
+        try (Tiers t = new Tiers(model, KvFormat.Q8, dir, HOT_BYTES, config)) {
+            String id = t.sessions.create("acme").id();
+            SessionStore.TurnResult first = t.sessions.turn("acme", id, tokens(t.engine, 140, 0), List.of(), SamplingParams.greedy(), 4, true, null).get();
+            SessionRecord fork = t.sessions.fork("acme", id);
+            assertEquals(first.record().chunkKeys(), fork.chunkKeys());
+            int stored = t.sessions.storedChunks();
+
+            SessionStore.TurnResult onFork = t.sessions.turn("acme", fork.id(), new int[] {first.record().tokens()[3]}, List.of(),
+                    SamplingParams.greedy(), 3, true, null).get();
+            assertEquals(2, onFork.hotChunks(), "the fork resumes from the original's chunks");
+
+            t.sessions.delete("acme", id);
+            assertEquals(0, t.sessions.collectGarbage(), "the fork still lists every chunk");
+            assertEquals(stored, t.sessions.storedChunks());
+            t.sessions.delete("acme", fork.id());
+            assertEquals(stored, t.sessions.collectGarbage());
+            assertEquals(0, t.sessions.storedChunks());
+            assertThrows(UnknownSessionException.class, () -> t.sessions.get("acme", id));
+        }
+    }
+
+    @Test
+    void shouldRefuseASecondConcurrentTurnOnOneSession() throws Exception {
+        Path model = Tiers.model(MODEL);
+        try (Tiers t = new Tiers(model, KvFormat.KIVI4, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            String id = t.sessions.create("acme").id();
+            var turn = t.sessions.turn("acme", id, tokens(t.engine, 50, 0), List.of(), SamplingParams.greedy(), 64, true, null);
+            assertThrows(SessionBusyException.class,
+                    () -> t.sessions.turn("acme", id, new int[] {5}, List.of(), SamplingParams.greedy(), 1, true, null));
+            turn.get();
+            t.sessions.turn("acme", id, new int[] {5}, List.of(), SamplingParams.greedy(), 1, true, null).get();
+        }
+    }
+
+    @Test
+    void shouldOffloadAndRestoreASessionsChunks() throws Exception {
+        Path model = Tiers.model(MODEL);
+        try (Tiers t = new Tiers(model, KvFormat.KIVI2, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            String id = t.sessions.create("acme").id();
+            t.sessions.turn("acme", id, tokens(t.engine, 200, 0), List.of(), SamplingParams.greedy(), 1, true, null).get();
+            assertEquals(new SessionStore.Residency(3, 0, 0, 3 * chunkBytes(t), 3 * chunkBytes(t)), t.sessions.residency("acme", id));
+            assertEquals(0, t.sessions.offload("acme", id).hotChunks());
+            assertEquals(3, t.sessions.residency("acme", id).warmChunks());
+            assertEquals(3, t.sessions.restore("acme", id).hotChunks());
+        }
+    }
+
+    @Test
+    void shouldDropLeastRecentlyUsedSessionsChunksButKeepTheirTokensWhenOverTheDiskBudget() throws Exception {
+        Path model = Tiers.model(MODEL);
+        long budget;
+        try (Tiers t = new Tiers(model, KvFormat.KIVI4, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            budget = 5 * (chunkBytes(t) + 36) + 64 * 1024; // room for about five chunks
+        }
+        try (Tiers t = new Tiers(model, KvFormat.KIVI4, dir.resolve("budget"), HOT_BYTES,
+                new SessionStore.Config(budget, true, java.time.Duration.ofHours(1)))) {
+            String old = t.sessions.create("acme").id();
+            SessionStore.TurnResult first = t.sessions.turn("acme", old, tokens(t.engine, 200, 0), List.of(), SamplingParams.greedy(), 1, true, null).get();
+            Thread.sleep(5);
+            String recent = t.sessions.create("acme").id();
+            t.sessions.turn("acme", recent, tokens(t.engine, 200, 20), List.of(), SamplingParams.greedy(), 1, true, null).get();
+            assertTrue(t.sessions.warmBytes() <= budget, t.sessions.warmBytes() + " bytes over a budget of " + budget);
+            SessionRecord dropped = t.sessions.get("acme", old);
+            assertEquals(0, dropped.chunkKeys().size(), "the older session lost its chunks");
+            assertArrayEquals(first.record().tokens(), dropped.tokens(), "but not its tokens");
+            assertEquals(3, t.sessions.get("acme", recent).chunkKeys().size());
+            // Its next turn recomputes and answers.
+            t.hot().evictAll();
+            SessionStore.TurnResult again = t.sessions.turn("acme", old, new int[] {13}, List.of(), SamplingParams.greedy(), 2, true, null).get();
+            assertEquals(0, again.cachedTokens());
+        }
+    }
+
+    @Test
+    void shouldReportUnknownSessionsAndEmptyTurns() throws ExecutionException, InterruptedException {
+        Path model = Tiers.model(MODEL);
+        try (Tiers t = new Tiers(model, KvFormat.F16, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            assertThrows(UnknownSessionException.class, () -> t.sessions.get("acme", "no-such-session"));
+            assertThrows(UnknownSessionException.class,
+                    () -> t.sessions.turn("acme", "nope", new int[] {1}, List.of(), SamplingParams.greedy(), 1, true, null));
+            String id = t.sessions.create("acme").id();
+            assertThrows(IllegalArgumentException.class,
+                    () -> t.sessions.turn("acme", id, new int[0], List.of(), SamplingParams.greedy(), 1, true, null));
+            t.sessions.turn("acme", id, new int[] {1, 300}, List.of(), SamplingParams.greedy(), 1, true, null).get();
+        }
+    }
+
+    static long chunkBytes(Tiers t) {
+        var g = t.hot().geometry();
+        return io.kvstash.engine.kv.ChunkLayout.of(g, g.format()).chunkBytes();
+    }
+}
