@@ -6,8 +6,8 @@ import io.kvstash.engine.gguf.GgufFile;
  * Turns text into token ids and back, the way llama.cpp does for the same GGUF vocabulary, so
  * that prompts, KV-cache keys and reference data agree token for token.
  *
- * <p>Implementations are immutable and safe to share between threads; the {@link TokenDecoder}s
- * they hand out are not (one per stream).
+ * <p>Implementations are immutable (apart from thread-safe internal caches) and safe to share
+ * between threads; the {@link TokenDecoder}s they hand out are not (one per stream).
  */
 public interface Tokenizer {
 

@@ -121,6 +121,21 @@ class BpeTokenizerReferenceTest {
         assertArrayEquals(new int[0], tokenizer.encode("", false, true));
     }
 
+    /** The prompts of the synthetic models' logits references, as llama.cpp tokenized them (BOS as each file says). */
+    @ParameterizedTest
+    @ValueSource(strings = {"logits-synth-llama3.json", "logits-synth-qwen2.json"})
+    void shouldReproduceLlamaCppPromptIdsWhenModelHasAByteLevelVocabulary(String referenceFile) throws IOException {
+        JsonNode root = new ObjectMapper().readTree(Files.readString(TestModels.reference(referenceFile)));
+        Tokenizer tokenizer = tokenizer(root.get("model").asText());
+        List<Executable> checks = new ArrayList<>();
+        for (JsonNode r : root.get("records")) {
+            String prompt = r.get("prompt").asText();
+            checks.add(() -> assertArrayEquals(ints(r.get("prompt_ids")), tokenizer.encode(prompt, tokenizer.addBosByDefault(), false), prompt));
+        }
+        assertFalse(checks.isEmpty());
+        assertAll(checks);
+    }
+
     /**
      * A second opinion on edge cases the llama.cpp reference does not cover (digits of other
      * scripts, Unicode whitespace, apostrophes before odd letters, controls, emoji sequences):
