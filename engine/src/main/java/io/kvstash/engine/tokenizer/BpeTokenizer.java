@@ -37,7 +37,6 @@ public final class BpeTokenizer implements Tokenizer {
     /** llama.cpp's ids for a BPE vocabulary whose file names no BOS or EOS. */
     private static final int DEFAULT_BOS_EOS = 11;
     private static final int NO_TOKEN = -1;
-    private static final int ALPHABET_SIZE = 0x144;
     /** Words longer than this (in bytes) are merged every time rather than cached. */
     private static final int CACHED_WORD_BYTES = 64;
     private static final int CACHE_ENTRIES = 1 << 16;
@@ -88,7 +87,7 @@ public final class BpeTokenizer implements Tokenizer {
             idsByText.put(texts[id], id);
         }
         this.roles = SpecialTokens.resolve(idsByText, types, bos, eos, endOfTurn, endOfMessage, padding);
-        this.merges = new MergeRanks(merges, idsByText, n, ALPHABET_SIZE);
+        this.merges = new MergeRanks(merges, idsByText, n, ByteLevelAlphabet.CHAR_LIMIT);
         this.byteTokens = new int[256];
         for (int b = 0; b < 256; b++) {
             Integer id = idsByText.get(String.valueOf(ByteLevelAlphabet.encode(b)));

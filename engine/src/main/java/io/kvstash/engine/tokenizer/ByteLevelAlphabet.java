@@ -1,5 +1,7 @@
 package io.kvstash.engine.tokenizer;
 
+import java.util.Arrays;
+
 /**
  * GPT-2's reversible mapping of the 256 byte values onto printable characters, in which
  * byte-level BPE vocabularies and merges are written ({@code "Ġ"} is the space byte, {@code "Ċ"}
@@ -8,6 +10,8 @@ package io.kvstash.engine.tokenizer;
  * so an encoded word has exactly one {@code char} per byte.
  */
 final class ByteLevelAlphabet {
+    /** Every character of the alphabet is below this (U+0144). */
+    static final int CHAR_LIMIT;
     private static final char[] CHAR_OF_BYTE = new char[256];
     /** Indexed by character; -1 for characters outside the alphabet. */
     private static final int[] BYTE_OF_CHAR;
@@ -18,8 +22,9 @@ final class ByteLevelAlphabet {
             boolean printable = b >= 0x21 && b <= 0x7E || b >= 0xA1 && b <= 0xAC || b >= 0xAE && b <= 0xFF;
             CHAR_OF_BYTE[b] = (char) (printable ? b : next++);
         }
+        CHAR_LIMIT = next;
         BYTE_OF_CHAR = new int[next];
-        java.util.Arrays.fill(BYTE_OF_CHAR, -1);
+        Arrays.fill(BYTE_OF_CHAR, -1);
         for (int b = 0; b < 256; b++) {
             BYTE_OF_CHAR[CHAR_OF_BYTE[b]] = b;
         }

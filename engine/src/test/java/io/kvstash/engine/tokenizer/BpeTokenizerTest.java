@@ -9,7 +9,9 @@ import org.junit.jupiter.api.io.TempDir;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.function.Consumer;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -83,6 +85,26 @@ class BpeTokenizerTest {
 
     private static int b(char c) {
         return c; // the byte tokens come first, in byte order
+    }
+
+    @Test
+    void shouldMapEveryByteToOneCharacterAndBackWhenUsingGpt2Alphabet() {
+        assertEquals('Ġ', ByteLevelAlphabet.encode(' '));
+        assertEquals('Ċ', ByteLevelAlphabet.encode('\n'));
+        assertEquals('ĉ', ByteLevelAlphabet.encode('\t'));
+        assertEquals('A', ByteLevelAlphabet.encode('A'));
+        assertEquals('Â', ByteLevelAlphabet.encode(0xC2));
+        assertEquals('ł', ByteLevelAlphabet.encode(0xA0));
+        assertEquals('Ń', ByteLevelAlphabet.encode(0xAD), "the last byte to be moved: U+0143");
+        assertEquals(0x144, ByteLevelAlphabet.CHAR_LIMIT);
+        Set<Character> seen = new HashSet<>();
+        for (int b = 0; b < 256; b++) {
+            char c = ByteLevelAlphabet.encode(b);
+            assertTrue(seen.add(c), "two bytes map to " + c);
+            assertEquals(b, ByteLevelAlphabet.decode(c));
+        }
+        assertEquals(-1, ByteLevelAlphabet.decode(' '), "a space is not in the alphabet");
+        assertEquals(-1, ByteLevelAlphabet.decode(0x144));
     }
 
     @Test
