@@ -4,7 +4,6 @@ import io.kvstash.engine.gguf.GgufFile;
 import io.kvstash.engine.gguf.GgufFormatException;
 
 import java.nio.charset.StandardCharsets;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.Map;
@@ -40,6 +39,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
     private final int endOfTurn;
     private final int endOfMessage;
     private final boolean addBosByDefault;
+    private final boolean addEosByDefault;
     private final boolean addSpacePrefix;
 
     /**
@@ -49,7 +49,8 @@ public final class SentencePieceTokenizer implements Tokenizer {
      * @param endOfTurn  EOT id, or -1 for none; likewise {@code endOfMessage}
      */
     SentencePieceTokenizer(String[] pieces, float[] scores, int[] ggufTypes, int bos, int eos, int unknown,
-                           int endOfTurn, int endOfMessage, boolean addBosByDefault, boolean addSpacePrefix) {
+                           int endOfTurn, int endOfMessage, boolean addBosByDefault, boolean addEosByDefault,
+                           boolean addSpacePrefix) {
         int n = pieces.length;
         if (scores != null && scores.length != n || ggufTypes != null && ggufTypes.length != n) {
             throw new IllegalArgumentException("vocabulary of " + n + " tokens has " + (scores == null ? "no" : scores.length)
@@ -63,6 +64,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
         this.endOfTurn = endOfTurn;
         this.endOfMessage = endOfMessage;
         this.addBosByDefault = addBosByDefault;
+        this.addEosByDefault = addEosByDefault;
         this.addSpacePrefix = addSpacePrefix;
 
         TokenType[] types = new TokenType[n];
@@ -99,6 +101,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
                 tokenId(file, "tokenizer.ggml.eot_token_id", NO_TOKEN, n),
                 tokenId(file, "tokenizer.ggml.eom_token_id", NO_TOKEN, n),
                 file.getBoolean("tokenizer.ggml.add_bos_token", true),
+                file.getBoolean("tokenizer.ggml.add_eos_token", false),
                 file.getBoolean("tokenizer.ggml.add_space_prefix", true));
     }
 
@@ -157,7 +160,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
 
     @Override
     public int[] encode(String text, boolean addBos, boolean parseSpecial) {
-        String source = withUnpairedSurrogatesReplaced(text);
+        String source = UnpairedSurrogates.replace(text);
         TokenIdList out = new TokenIdList(source.length() / 3 + 4);
         if (addBos) {
             out.add(bos);
@@ -175,30 +178,6 @@ public final class SentencePieceTokenizer implements Tokenizer {
             }
         }
         return out.toArray();
-    }
-
-    /**
-     * Java's UTF-8 encoder writes '?' for a surrogate without its partner; llama.cpp can only
-     * ever be given those bytes, so tokenize them the same way.
-     */
-    private static String withUnpairedSurrogatesReplaced(String text) {
-        int i = 0;
-        while (i < text.length() && !Character.isSurrogate(text.charAt(i))) {
-            i++;
-        }
-        if (i == text.length()) {
-            return text;
-        }
-        StringBuilder sb = new StringBuilder(text.length()).append(text, 0, i);
-        for (; i < text.length(); i++) {
-            char c = text.charAt(i);
-            if (Character.isHighSurrogate(c) && i + 1 < text.length() && Character.isLowSurrogate(text.charAt(i + 1))) {
-                sb.append(c).append(text.charAt(++i));
-            } else {
-                sb.append(Character.isSurrogate(c) ? '?' : c);
-            }
-        }
-        return sb.toString();
     }
 
     @Override
@@ -236,6 +215,11 @@ public final class SentencePieceTokenizer implements Tokenizer {
     @Override
     public boolean addBosByDefault() {
         return addBosByDefault;
+    }
+
+    @Override
+    public boolean addEosByDefault() {
+        return addEosByDefault;
     }
 
     @Override
@@ -353,100 +337,6 @@ public final class SentencePieceTokenizer implements Tokenizer {
                 out.add(byteTokens[0x80 | codePoint >> 6 & 0x3F]);
                 out.add(byteTokens[0x80 | codePoint & 0x3F]);
             }
-        }
-    }
-
-    /**
-     * A binary max-heap of candidate merges in primitive arrays: highest score first, and among
-     * equal scores the leftmost, which is llama.cpp's {@code llm_bigram_spm::comparator}. Two
-     * candidates that are both still valid never share a left symbol, so this order is total over
-     * the entries that matter and any correct heap pops them in llama.cpp's order.
-     */
-    static final class MergeQueue {
-        private float[] scores;
-        private int[] lefts;
-        private int[] rights;
-        private int[] lengths;
-        private int size;
-        int left;
-        int right;
-        int length;
-
-        MergeQueue(int capacity) {
-            scores = new float[capacity];
-            lefts = new int[capacity];
-            rights = new int[capacity];
-            lengths = new int[capacity];
-        }
-
-        boolean isEmpty() {
-            return size == 0;
-        }
-
-        void push(float score, int left, int right, int length) {
-            if (size == scores.length) {
-                int capacity = size * 2;
-                scores = Arrays.copyOf(scores, capacity);
-                lefts = Arrays.copyOf(lefts, capacity);
-                rights = Arrays.copyOf(rights, capacity);
-                lengths = Arrays.copyOf(lengths, capacity);
-            }
-            int i = size++;
-            while (i > 0) {
-                int parent = (i - 1) >>> 1;
-                if (!before(score, left, scores[parent], lefts[parent])) {
-                    break;
-                }
-                move(parent, i);
-                i = parent;
-            }
-            set(i, score, left, right, length);
-        }
-
-        /** Removes the first entry and leaves it in {@link #left}, {@link #right}, {@link #length}. */
-        void pop() {
-            left = lefts[0];
-            right = rights[0];
-            length = lengths[0];
-            int last = --size;
-            if (last == 0) {
-                return;
-            }
-            float score = scores[last];
-            int lastLeft = lefts[last];
-            int lastRight = rights[last];
-            int lastLength = lengths[last];
-            int i = 0;
-            while (true) {
-                int child = 2 * i + 1;
-                if (child >= last) {
-                    break;
-                }
-                if (child + 1 < last && before(scores[child + 1], lefts[child + 1], scores[child], lefts[child])) {
-                    child++;
-                }
-                if (!before(scores[child], lefts[child], score, lastLeft)) {
-                    break;
-                }
-                move(child, i);
-                i = child;
-            }
-            set(i, score, lastLeft, lastRight, lastLength);
-        }
-
-        private static boolean before(float score, int left, float otherScore, int otherLeft) {
-            return score > otherScore || score == otherScore && left < otherLeft;
-        }
-
-        private void move(int from, int to) {
-            set(to, scores[from], lefts[from], rights[from], lengths[from]);
-        }
-
-        private void set(int i, float score, int left, int right, int length) {
-            scores[i] = score;
-            lefts[i] = left;
-            rights[i] = right;
-            lengths[i] = length;
         }
     }
 }

@@ -3,9 +3,10 @@ package io.kvstash.engine.tokenizer;
 import java.util.Arrays;
 
 /**
- * Decodes generated tokens one at a time, for streaming. A byte token ({@code <0xNN>}) that ends
- * inside a multi-byte UTF-8 character is held back until the character is complete, so every
- * returned string is whole characters. The concatenation of all {@link #next} results and a final
+ * Decodes generated tokens one at a time, for streaming. A token whose bytes end inside a
+ * multi-byte UTF-8 character (a byte token {@code <0xNN>}, or a byte-level BPE piece such as
+ * Llama 3's {@code "ĠðŁ"}, a space and half an emoji) is held back from that character on until
+ * the character is complete, so every returned string is whole characters. The concatenation of all {@link #next} results and a final
  * {@link #flush} equals {@link Tokenizer#decode} of the same ids, including its leading-space rule
  * (the first token given to this decoder counts as the first token of the text). To stream text
  * that continues a prompt, where the first generated token's leading space belongs to the text,

@@ -18,6 +18,18 @@ final class TokenIdList {
         ids[size++] = id;
     }
 
+    void addAll(int[] more) {
+        if (size + more.length > ids.length) {
+            ids = Arrays.copyOf(ids, Math.max(ids.length * 2, size + more.length));
+        }
+        System.arraycopy(more, 0, ids, size, more.length);
+        size += more.length;
+    }
+
+    void clear() {
+        size = 0;
+    }
+
     int[] toArray() {
         return Arrays.copyOf(ids, size);
     }

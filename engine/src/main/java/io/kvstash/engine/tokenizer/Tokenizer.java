@@ -6,15 +6,16 @@ import io.kvstash.engine.gguf.GgufFile;
  * Turns text into token ids and back, the way llama.cpp does for the same GGUF vocabulary, so
  * that prompts, KV-cache keys and reference data agree token for token.
  *
- * <p>Implementations are immutable and safe to share between threads; the {@link TokenDecoder}s
- * they hand out are not (one per stream).
+ * <p>Implementations are immutable (apart from thread-safe internal caches) and safe to share
+ * between threads; the {@link TokenDecoder}s they hand out are not (one per stream).
  */
 public interface Tokenizer {
 
     /**
      * Tokenizes {@code text}.
      *
-     * @param addBos       put {@link #bos()} first (see {@link #addBosByDefault()} for what the model expects)
+     * @param addBos       put {@link #bos()} first (see {@link #addBosByDefault()} for what the model expects).
+     *                     EOS is never appended: a caller that honours {@link #addEosByDefault()} adds it.
      * @param parseSpecial whether control tokens such as {@code <s>} written in the text become their ids;
      *                     keep it off for user text, so that a user cannot forge control tokens.
      *                     User-defined tokens are matched either way, as llama.cpp does.
@@ -23,11 +24,14 @@ public interface Tokenizer {
 
     /**
      * The text of {@code ids}, as llama.cpp's detokenizer gives it without special tokens: control,
-     * unknown and unused tokens add nothing, byte tokens are reassembled into UTF-8 (bytes that do
-     * not form a character become U+FFFD). For a vocabulary with a space prefix, one leading space
-     * is removed from the piece of the <em>first id in the array</em> only: after a leading BOS the
-     * space stays, exactly as in llama.cpp. With a Llama vocabulary, {@code decode(encode(t, false, false))}
-     * is {@code t} and {@code decode(encode(t, true, false))} is {@code " " + t} for non-empty {@code t}.
+     * unknown and unused tokens add nothing, byte tokens (and the byte-level pieces of BPE
+     * vocabularies) are reassembled into UTF-8 (bytes that do not form a character become U+FFFD).
+     * For a vocabulary with a space prefix (SentencePiece), one leading space is removed from the
+     * piece of the <em>first id in the array</em> only: after a leading BOS the space stays, exactly
+     * as in llama.cpp. With a Llama 2 vocabulary, {@code decode(encode(t, false, false))} is {@code t}
+     * and {@code decode(encode(t, true, false))} is {@code " " + t} for non-empty {@code t}; with a
+     * byte-level BPE vocabulary both are {@code t} (BOS decodes to nothing). llama.cpp's optional
+     * {@code clean_spaces} pass is not applied.
      *
      * @throws IllegalArgumentException if an id is outside the vocabulary
      */
@@ -45,7 +49,14 @@ public interface Tokenizer {
     /** Whether the model wants BOS in front of a prompt ({@code tokenizer.ggml.add_bos_token}). */
     boolean addBosByDefault();
 
-    /** Whether generating {@code id} ends the generation (EOS, and EOT/EOM where the vocabulary names them). */
+    /** Whether the model wants EOS after a text it is given ({@code tokenizer.ggml.add_eos_token}; rare, e.g. embedding models). */
+    boolean addEosByDefault();
+
+    /**
+     * Whether generating {@code id} ends the generation: EOS, and EOT/EOM where the vocabulary has
+     * them. Byte-level BPE vocabularies also end on the tokens llama.cpp recognises by their text
+     * ({@code <|eot_id|>}, {@code <|eom_id|>}, {@code <|im_end|>}, {@code <|endoftext|>}, ...).
+     */
     boolean isEndOfGeneration(int id);
 
     /** A streaming decoder whose concatenated output equals {@link #decode} of the same ids. */
@@ -54,7 +65,8 @@ public interface Tokenizer {
     /**
      * The tokenizer that {@code tokenizer.ggml.model} names.
      *
-     * @throws IllegalArgumentException if the file has no tokenizer or one of a kind not supported yet
+     * @throws IllegalArgumentException if the file has no tokenizer, one of a kind not supported yet,
+     *                                  or a byte-level BPE pre-tokenizer ({@code tokenizer.ggml.pre}) not supported
      */
     static Tokenizer fromGguf(GgufFile file) {
         String model = file.getString("tokenizer.ggml.model", null);
@@ -63,8 +75,9 @@ public interface Tokenizer {
         }
         return switch (model) {
             case "llama" -> SentencePieceTokenizer.fromGguf(file);
+            case "gpt2" -> BpeTokenizer.fromGguf(file);
             default -> throw new IllegalArgumentException("tokenizer model '" + model + "' of " + file.path()
-                    + " is not supported (supported: 'llama' SentencePiece)");
+                    + " is not supported (supported: 'llama' SentencePiece, 'gpt2' byte-level BPE)");
         };
     }
 }

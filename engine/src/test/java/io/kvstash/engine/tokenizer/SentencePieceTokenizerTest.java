@@ -133,7 +133,7 @@ class SentencePieceTokenizerTest {
 
     @Test
     void shouldPopBestThenLeftmostWhenQueueHoldsManyMerges() {
-        SentencePieceTokenizer.MergeQueue queue = new SentencePieceTokenizer.MergeQueue(1);
+        MergeQueue queue = new MergeQueue(1);
         java.util.Random random = new java.util.Random(7);
         int n = 2000;
         float[] scores = new float[n];

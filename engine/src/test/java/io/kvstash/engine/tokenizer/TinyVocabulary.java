@@ -63,7 +63,7 @@ final class TinyVocabulary {
             s[i] = scores.get(i);
             t[i] = types.get(i);
         }
-        return new SentencePieceTokenizer(pieces.toArray(String[]::new), s, t, BOS, EOS, UNKNOWN, -1, -1, true, addSpacePrefix);
+        return new SentencePieceTokenizer(pieces.toArray(String[]::new), s, t, BOS, EOS, UNKNOWN, -1, -1, true, false, addSpacePrefix);
     }
 
     private TinyVocabulary add(String text, float score, int type) {
