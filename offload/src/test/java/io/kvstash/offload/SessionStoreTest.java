@@ -32,7 +32,12 @@ class SessionStoreTest {
             + "called her home. Lily waved goodbye to the dog and promised to come back tomorrow. That night, she dreamed of "
             + "the park, the ball and her new friend. The next morning, Lily woke up early and ran to the window. It was raining! "
             + "She felt sad because she could not go to the park. Her mom gave her a warm hug and said they could bake cookies "
-            + "instead. Lily helped her mom mix the flour, the sugar and the butter, and soon the kitchen smelled sweet.";
+            + "instead. Lily helped her mom mix the flour, the sugar and the butter, and soon the kitchen smelled sweet. "
+            + "When the cookies were ready, Lily put some in a little box. She wanted to give them to the dog in the park. The rain "
+            + "stopped in the afternoon, and a rainbow came out over the houses. Lily and her mom put on their boots and walked to "
+            + "the park. The dog was there, sitting under the big tree. Lily opened the box and gave the dog a cookie. The dog "
+            + "ate it and wagged its tail so hard that it fell over. Lily laughed and laughed. Her mom said the dog needed a name, "
+            + "so Lily called him Biscuit. From that day on, Lily and Biscuit played in the park every day, rain or shine.";
 
     @TempDir
     Path dir;
