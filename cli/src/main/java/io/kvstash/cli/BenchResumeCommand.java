@@ -1,0 +1,177 @@
+package io.kvstash.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.kvstash.engine.EngineOptions;
+import io.kvstash.engine.InferenceEngine;
+import io.kvstash.engine.sampling.SamplingParams;
+import io.kvstash.engine.scheduler.BatchScheduler;
+import io.kvstash.engine.scheduler.GenerationListener;
+import io.kvstash.offload.HotTier;
+import io.kvstash.offload.SessionRecord;
+import io.kvstash.offload.SessionStore;
+import io.kvstash.persistence.WarmStore;
+import io.kvstash.persistence.WarmStoreConfig;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import java.util.stream.Stream;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+@Command(name = "bench-resume", mixinStandardHelpOptions = true,
+        description = {"Time to first token of a resumed session: a session of --tokens tokens is stored, then each run forks it and"
+                + " sends one more user message of --new-tokens tokens, timing from the call until the first generated token.",
+                "ttft_hot_ms: the chunks are in the hot tier. ttft_warm_ms: the hot tier was emptied and RocksDB's block cache"
+                        + " cleared first (the OS page cache is not dropped). ttft_recompute_ms: the same tokens in a session of"
+                        + " another tenant, so that nothing is cached and the whole prompt is prefilled. Medians over --runs runs,"
+                        + " after --warmup runs of each. Prints one JSON object."})
+final class BenchResumeCommand implements Callable<Integer> {
+    @Mixin
+    EngineOptionsMixin engine;
+
+    @Option(names = "--tokens", paramLabel = "N", description = "Tokens of the stored session (default 256).")
+    int tokens = 256;
+
+    @Option(names = "--new-tokens", paramLabel = "N", description = "Tokens of the new user message (default 8).")
+    int newTokens = 8;
+
+    @Option(names = "--runs", paramLabel = "N", description = "Measured runs of each kind (default 9).")
+    int runs = 9;
+
+    @Option(names = "--warmup", paramLabel = "N", description = "Warm-up runs of each kind (default 6).")
+    int warmup = 6;
+
+    @Option(names = "--data", paramLabel = "DIR", description = "Directory for the warm tier (default: a temporary one, deleted afterwards).")
+    Path data;
+
+    @Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        if (tokens < 2 || newTokens < 1 || runs < 1 || warmup < 0) {
+            throw new IllegalArgumentException("--tokens must be at least 2, --new-tokens and --runs positive, --warmup not negative");
+        }
+        EngineOptions options = engine.options();
+        options = options.withContextLength(Math.max(options.contextLength(), tokens + newTokens + 2));
+        Path dir = data != null ? data : Files.createTempDirectory("kvstash-bench-resume");
+        try (InferenceEngine e = InferenceEngine.open(engine.model, options, g -> new HotTier(g, 1L << 30));
+             BatchScheduler scheduler = new BatchScheduler(e);
+             WarmStore warm = WarmStore.open(WarmStoreConfig.defaults(dir));
+             SessionStore sessions = SessionStore.open(e, scheduler, warm, SessionStore.Config.defaults())) {
+            HotTier hot = (HotTier) e.kvStore();
+            SplittableRandom random = new SplittableRandom(42);
+            int vocab = e.config().vocabularySize();
+            int[] prompt = randomTokens(random, tokens, vocab, e.tokenizer().bos());
+            int[] message = randomTokens(random, newTokens, vocab, -1);
+            SessionRecord base = sessions.create("bench");
+            // The stored session: the prompt's KV plus one generated token (fed on the next turn).
+            sessions.turn("bench", base.id(), prompt, List.of(), SamplingParams.greedy(), 1, true, null).get();
+            base = sessions.get("bench", base.id());
+
+            double[] hotMs = new double[runs];
+            double[] warmMs = new double[runs];
+            double[] recomputeMs = new double[runs];
+            int[] cached = new int[3];
+            for (int r = -warmup; r < runs; r++) {
+                double h = ttft(sessions, "bench", sessions.fork("bench", base.id()).id(), message, cached, 0);
+                hot.evictAll();
+                warm.clearBlockCache();
+                double w = ttft(sessions, "bench", sessions.fork("bench", base.id()).id(), message, cached, 1);
+                String tenant = "bench-recompute-" + r;
+                SessionRecord fresh = sessions.create(tenant);
+                double c = ttft(sessions, tenant, fresh.id(), concat(base.tokens(), message), cached, 2);
+                if (r >= 0) {
+                    hotMs[r] = h;
+                    warmMs[r] = w;
+                    recomputeMs[r] = c;
+                }
+            }
+            warm.flush();
+            ObjectNode json = new ObjectMapper().createObjectNode();
+            json.put("model", engine.model.getFileName().toString());
+            json.put("kv_format", options.kvFormat().name());
+            json.put("threads", options.threads());
+            json.put("tokens", base.tokens().length);
+            json.put("new_tokens", newTokens);
+            json.put("runs", runs);
+            json.put("ttft_hot_ms", round(median(hotMs)));
+            json.put("ttft_warm_ms", round(median(warmMs)));
+            json.put("ttft_recompute_ms", round(median(recomputeMs)));
+            json.put("warm_speedup", round(median(recomputeMs) / median(warmMs)));
+            json.put("cached_tokens_hot", cached[0]);
+            json.put("cached_tokens_warm", cached[1]);
+            json.put("cached_tokens_recompute", cached[2]);
+            json.put("stored_chunks", sessions.storedChunks());
+            json.put("warm_disk_bytes", warm.diskUsage().totalBytes());
+            json.put("hot_runs", Arrays.toString(Arrays.stream(hotMs).map(BenchResumeCommand::round).toArray()));
+            json.put("warm_runs", Arrays.toString(Arrays.stream(warmMs).map(BenchResumeCommand::round).toArray()));
+            json.put("recompute_runs", Arrays.toString(Arrays.stream(recomputeMs).map(BenchResumeCommand::round).toArray()));
+            spec.commandLine().getOut().println(json);
+        } finally {
+            if (data == null) {
+                deleteTree(dir);
+            }
+        }
+        return 0;
+    }
+
+    /** Milliseconds from the turn call to its first token; the turn then completes (and is stored) before returning. */
+    private static double ttft(SessionStore sessions, String tenant, String id, int[] message, int[] cached, int slot) throws Exception {
+        long[] first = {0};
+        long start = System.nanoTime();
+        SessionStore.TurnResult r = sessions.turn(tenant, id, message, List.of(), SamplingParams.greedy(), 1, true, new GenerationListener() {
+            @Override
+            public void onToken(int token, String text) {
+                if (first[0] == 0) {
+                    first[0] = System.nanoTime();
+                }
+            }
+        }).get();
+        cached[slot] = r.cachedTokens();
+        return (first[0] - start) / 1e6;
+    }
+
+    private static int[] randomTokens(SplittableRandom random, int n, int vocab, int bos) {
+        int[] t = new int[n];
+        for (int i = 0; i < n; i++) {
+            t[i] = 3 + random.nextInt(vocab - 3);
+        }
+        if (bos >= 0) {
+            t[0] = bos;
+        }
+        return t;
+    }
+
+    private static int[] concat(int[] a, int[] b) {
+        int[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    private static double median(double[] a) {
+        double[] s = a.clone();
+        Arrays.sort(s);
+        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    }
+
+    private static double round(double v) {
+        return Math.round(v * 100) / 100.0;
+    }
+
+    private static void deleteTree(Path dir) throws IOException {
+        try (Stream<Path> paths = Files.walk(dir)) {
+            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        }
+    }
+}
