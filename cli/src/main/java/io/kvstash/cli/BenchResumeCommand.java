@@ -49,6 +49,13 @@ final class BenchResumeCommand implements Callable<Integer> {
     @Option(names = "--warmup", paramLabel = "N", description = "Warm-up runs of each kind (default 6).")
     int warmup = 6;
 
+    @Option(names = "--sessions", paramLabel = "N", description = "Sessions of --tokens distinct random tokens stored before measuring"
+            + " (default 0); the measured session is then the oldest of them. Reports the filling rate, resident memory and disk bytes per token.")
+    int sessionsToFill = 0;
+
+    @Option(names = "--hot-capacity", paramLabel = "MiB", description = "Hot tier capacity in MiB (default 1024).")
+    long hotMiB = 1024;
+
     @Option(names = "--data", paramLabel = "DIR", description = "Directory for the warm tier (default: a temporary one, deleted afterwards).")
     Path data;
 
@@ -63,7 +70,7 @@ final class BenchResumeCommand implements Callable<Integer> {
         EngineOptions options = engine.options();
         options = options.withContextLength(Math.max(options.contextLength(), tokens + newTokens + 2));
         Path dir = data != null ? data : Files.createTempDirectory("kvstash-bench-resume");
-        try (InferenceEngine e = InferenceEngine.open(engine.model, options, g -> new HotTier(g, 1L << 30));
+        try (InferenceEngine e = InferenceEngine.open(engine.model, options, g -> new HotTier(g, hotMiB << 20));
              BatchScheduler scheduler = new BatchScheduler(e);
              WarmStore warm = WarmStore.open(WarmStoreConfig.defaults(dir));
              SessionStore sessions = SessionStore.open(e, scheduler, warm, SessionStore.Config.defaults())) {
@@ -72,9 +79,20 @@ final class BenchResumeCommand implements Callable<Integer> {
             int vocab = e.config().vocabularySize();
             int[] prompt = randomTokens(random, tokens, vocab, e.tokenizer().bos());
             int[] message = randomTokens(random, newTokens, vocab, -1);
+            ObjectNode json = new ObjectMapper().createObjectNode();
             SessionRecord base = sessions.create("bench");
             // The stored session: the prompt's KV plus one generated token (fed on the next turn).
             sessions.turn("bench", base.id(), prompt, List.of(), SamplingParams.greedy(), 1, true, null).get();
+            if (sessionsToFill > 0) {
+                fill(sessions, random, vocab, e.tokenizer().bos(), json);
+                warm.flush();
+                json.put("fill_disk_bytes", warm.diskUsage().totalBytes());
+                json.put("fill_disk_bytes_per_token", round((double) warm.diskUsage().totalBytes() / ((long) (sessionsToFill + 1) * tokens)));
+                json.put("fill_rss_mib", rssMiB());
+                Runtime rt = Runtime.getRuntime();
+                json.put("fill_heap_used_mib", (rt.totalMemory() - rt.freeMemory()) >> 20);
+                json.put("hot_bytes_in_use", hot.bytesInUse());
+            }
             base = sessions.get("bench", base.id());
 
             double[] hotMs = new double[runs];
@@ -96,7 +114,6 @@ final class BenchResumeCommand implements Callable<Integer> {
                 }
             }
             warm.flush();
-            ObjectNode json = new ObjectMapper().createObjectNode();
             json.put("model", engine.model.getFileName().toString());
             json.put("kv_format", options.kvFormat().name());
             json.put("threads", options.threads());
@@ -122,6 +139,41 @@ final class BenchResumeCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /** Stores --sessions sessions of distinct random tokens, 32 turns in flight at a time (batched by the scheduler). */
+    private void fill(SessionStore sessions, SplittableRandom random, int vocab, int bos, ObjectNode json) throws Exception {
+        long start = System.nanoTime();
+        java.util.ArrayDeque<java.util.concurrent.CompletableFuture<SessionStore.TurnResult>> inFlight = new java.util.ArrayDeque<>();
+        for (int i = 0; i < sessionsToFill; i++) {
+            if (inFlight.size() == 32) {
+                inFlight.poll().get();
+            }
+            SessionRecord s = sessions.create("bench");
+            inFlight.add(sessions.turn("bench", s.id(), randomTokens(random, tokens, vocab, bos), List.of(), SamplingParams.greedy(), 1, true,
+                    null));
+        }
+        for (var f : inFlight) {
+            f.get();
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        json.put("fill_sessions", sessionsToFill);
+        json.put("fill_seconds", round(seconds));
+        json.put("fill_sessions_per_s", round(sessionsToFill / seconds));
+        json.put("fill_tokens_per_s", round((double) sessionsToFill * tokens / seconds));
+    }
+
+    private static long rssMiB() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmRSS:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) >> 10;
+                }
+            }
+        } catch (IOException | NumberFormatException e) {
+            // not Linux
+        }
+        return -1;
     }
 
     /** Milliseconds from the turn call to its first token; the turn then completes (and is stored) before returning. */
