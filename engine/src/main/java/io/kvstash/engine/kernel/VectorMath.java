@@ -144,7 +144,7 @@ public final class VectorMath {
 
     /**
      * Index of the largest of {@code x[0..n)}, the lowest on ties; −1 when an entry is NaN or
-     * +∞ (no meaningful maximum: the caller names the culprit).
+     * +∞, or when every entry is −∞ (no meaningful maximum: the caller names the culprit).
      */
     public static int argmax(float[] x, int n) {
         float max = Float.NEGATIVE_INFINITY;
@@ -160,7 +160,8 @@ public final class VectorMath {
         for (; i < n; i++) {
             max = Math.max(max, x[i]);
         }
-        if (!(max < Float.POSITIVE_INFINITY)) {
+        // All −∞ would otherwise match its first entry below.
+        if (!(max < Float.POSITIVE_INFINITY) || max == Float.NEGATIVE_INFINITY) {
             return -1;
         }
         i = 0;
@@ -178,7 +179,7 @@ public final class VectorMath {
                 return i;
             }
         }
-        return -1; // all −∞
+        return -1; // unreachable: max is one of the entries
     }
 
     /** SwiGLU: {@code gate[i] = silu(gate[i]) · up[i]}, with scalar {@link Math#exp} (see {@link #softmax}). */

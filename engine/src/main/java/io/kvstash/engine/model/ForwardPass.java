@@ -9,9 +9,10 @@ import io.kvstash.engine.kv.KvGeometry;
 import java.util.Arrays;
 
 /**
- * Runs tokens through a {@link LlamaModel}: batched prefill (a block of tokens through each layer as
- * matrix-matrix work) and single-token decode (matrix-vector), writing keys and values into a
- * {@link KvCache} and attending over its chunks.
+ * Runs tokens through a {@link LlamaModel} of any {@link Architecture} (they differ only in which
+ * biases the weights carry and how rope pairs dimensions): batched prefill (a block of tokens
+ * through each layer as matrix-matrix work) and single-token decode (matrix-vector), writing keys
+ * and values into a {@link KvCache} and attending over its chunks.
  *
  * <p>Holds the scratch buffers for up to {@code maxBatch} tokens, so a pass allocates nothing per
  * token. One instance serves one caller at a time; the compute pool may be shared.
@@ -231,6 +232,9 @@ public final class ForwardPass {
                 VectorMath.rmsNorm(x, t * dim, layer.attnNorm(), c.rmsEps(), xb, t * dim, dim);
             }
             matTask.run3(xb, n, layer.wq(), q, layer.wk(), k, layer.wv(), v);
+            addBias(layer.qBias(), q, n);
+            addBias(layer.kBias(), k, n);
+            addBias(layer.vBias(), v, n);
             for (int t = 0; t < n; t++) {
                 rope(q, t * c.queryDim(), c.heads(), t);
                 rope(k, t * c.kvDim(), c.kvHeads(), t);
@@ -242,6 +246,7 @@ public final class ForwardPass {
             }
             attentionTask.run(l, n);
             matTask.run1(att, n, layer.wo(), xb2);
+            addBias(layer.oBias(), xb2, n);
             VectorMath.add(xb2, 0, x, 0, n * dim);
             for (int t = 0; t < n; t++) {
                 VectorMath.rmsNorm(x, t * dim, layer.ffnNorm(), c.rmsEps(), xb, t * dim, dim);
@@ -260,6 +265,21 @@ public final class ForwardPass {
                 VectorMath.rmsNorm(x, logitTokens[logitFrom + r] * dim, model.outputNorm(), c.rmsEps(), xb, r * dim, dim);
             }
             matTask.logits(xb, logitCount, model.output(), logits, logitsOffset);
+            float[] outputBias = model.outputBias();
+            if (outputBias != null) {
+                for (int r = 0; r < logitCount; r++) {
+                    VectorMath.add(outputBias, 0, logits, logitsOffset + r * c.vocabularySize(), c.vocabularySize());
+                }
+            }
+        }
+    }
+
+    /** Adds {@code bias} (absent: {@code null}) to each of the first {@code n} rows of {@code rows}, rows as long as the bias. */
+    private static void addBias(float[] bias, float[] rows, int n) {
+        if (bias != null) {
+            for (int t = 0; t < n; t++) {
+                VectorMath.add(bias, 0, rows, t * bias.length, bias.length);
+            }
         }
     }
 
@@ -281,18 +301,12 @@ public final class ForwardPass {
         int hd = c.headDim();
         int half = c.ropeDims() / 2;
         int angles = t * half;
+        boolean adjacent = c.ropeStyle() == RopeStyle.NORMAL;
         for (int h = 0; h < heads; h++) {
             int base = off + h * hd;
             for (int i = 0; i < half; i++) {
-                int a;
-                int b;
-                if (c.ropeStyle() == RopeStyle.NORMAL) {
-                    a = base + 2 * i;
-                    b = a + 1;
-                } else {
-                    a = base + i;
-                    b = a + half;
-                }
+                int a = adjacent ? base + 2 * i : base + i;
+                int b = adjacent ? a + 1 : a + half;
                 float cos = ropeCos[angles + i];
                 float sin = ropeSin[angles + i];
                 float x0 = vec[a];

@@ -8,44 +8,47 @@ import java.lang.foreign.Arena;
 import java.util.Arrays;
 
 /**
- * The weights of a Llama-family model. The matrices the forward pass multiplies by are repacked
- * once into {@link PanelMatrix panels} in off-heap memory the model owns (same values, a layout
- * for the kernels); the token embedding is read in place in the mapped GGUF file, a row per
- * token; the small normalisation vectors are copied. The model does not own the file: whoever
- * opened it closes it after the model is closed.
+ * The weights of a Llama-family model (any {@link Architecture}). The matrices the forward pass
+ * multiplies by are repacked once into {@link PanelMatrix panels} in off-heap memory the model owns
+ * (same values, a layout for the kernels); the token embedding is read in place in the mapped GGUF
+ * file, a row per token; the small normalisation and bias vectors are copied. The model does not
+ * own the file: whoever opened it closes it after the model is closed.
  */
 public final class LlamaModel implements AutoCloseable {
-    /** The weights of one transformer block. */
-    public record Layer(float[] attnNorm, PanelMatrix wq, PanelMatrix wk, PanelMatrix wv, PanelMatrix wo,
-                        float[] ffnNorm, PanelMatrix wGate, PanelMatrix wUp, PanelMatrix wDown) {}
+    /**
+     * The weights of one transformer block. A bias is {@code null} when the file has none; each is
+     * added to its projection's output (Q, K and V before rotation).
+     */
+    public record Layer(float[] attnNorm, PanelMatrix wq, float[] qBias, PanelMatrix wk, float[] kBias, PanelMatrix wv,
+                        float[] vBias, PanelMatrix wo, float[] oBias, float[] ffnNorm, PanelMatrix wGate, PanelMatrix wUp,
+                        PanelMatrix wDown) {}
 
     private final ModelConfig config;
     private final WeightMatrix tokenEmbedding;
     private final Layer[] layers;
     private final float[] outputNorm;
     private final PanelMatrix output;
+    private final float[] outputBias;
     private final float[] ropeInverseFrequencies;
     private final Arena arena;
 
     private LlamaModel(ModelConfig config, WeightMatrix tokenEmbedding, Layer[] layers, float[] outputNorm, PanelMatrix output,
-                       float[] ropeInverseFrequencies, Arena arena) {
+                       float[] outputBias, float[] ropeInverseFrequencies, Arena arena) {
         this.arena = arena;
         this.config = config;
         this.tokenEmbedding = tokenEmbedding;
         this.layers = layers;
         this.outputNorm = outputNorm;
         this.output = output;
+        this.outputBias = outputBias;
         this.ropeInverseFrequencies = ropeInverseFrequencies;
     }
 
     public static LlamaModel load(GgufFile f) {
-        return load(f, ModelConfig.from(f));
-    }
-
-    /** Loads the weights of {@code f} under hyper-parameters the caller has read (or adjusted) from it. */
-    static LlamaModel load(GgufFile f, ModelConfig c) {
+        ModelConfig c = ModelConfig.from(f);
         Shapes s = new Shapes(f);
         WeightMatrix embedding = s.matrix("token_embd.weight", c.dim(), c.vocabularySize());
+        boolean qkvBias = c.architecture().qkvBiasRequired();
         Arena arena = Arena.ofShared();
         try {
             Layer[] layers = new Layer[c.layers()];
@@ -54,9 +57,13 @@ public final class LlamaModel implements AutoCloseable {
                 layers[i] = new Layer(
                         s.vector(b + "attn_norm.weight", c.dim()),
                         s.packed(b + "attn_q.weight", c.dim(), c.queryDim(), arena),
+                        s.vector(b + "attn_q.bias", c.queryDim(), qkvBias),
                         s.packed(b + "attn_k.weight", c.dim(), c.kvDim(), arena),
+                        s.vector(b + "attn_k.bias", c.kvDim(), qkvBias),
                         s.packed(b + "attn_v.weight", c.dim(), c.kvDim(), arena),
+                        s.vector(b + "attn_v.bias", c.kvDim(), qkvBias),
                         s.packed(b + "attn_output.weight", c.queryDim(), c.dim(), arena),
+                        s.vector(b + "attn_output.bias", c.dim(), false),
                         s.vector(b + "ffn_norm.weight", c.dim()),
                         s.packed(b + "ffn_gate.weight", c.dim(), c.ffnDim(), arena),
                         s.packed(b + "ffn_up.weight", c.dim(), c.ffnDim(), arena),
@@ -67,8 +74,18 @@ public final class LlamaModel implements AutoCloseable {
             PanelMatrix output = f.tensor("output.weight") != null
                     ? s.packed("output.weight", c.dim(), c.vocabularySize(), arena)
                     : PanelMatrix.pack(embedding, arena);
-            float[] freqFactors = f.tensor("rope_freqs.weight") != null ? s.vector("rope_freqs.weight", c.ropeDims() / 2) : null;
-            return new LlamaModel(c, embedding, layers, outputNorm, output, inverseFrequencies(c, freqFactors), arena);
+            float[] outputBias = s.vector("output.bias", c.vocabularySize(), false);
+            // Llama 3.1's rope scaling: a divisor per rotated pair, one tensor shared by all layers.
+            float[] freqFactors = s.vector("rope_freqs.weight", c.ropeDims() / 2, false);
+            if (freqFactors != null) {
+                for (float factor : freqFactors) {
+                    if (!(factor > 0)) {
+                        throw new ModelFormatException(f.path() + ": tensor 'rope_freqs.weight' holds " + factor
+                                + "; rope frequency factors divide the angles and must be positive");
+                    }
+                }
+            }
+            return new LlamaModel(c, embedding, layers, outputNorm, output, outputBias, inverseFrequencies(c, freqFactors), arena);
         } catch (RuntimeException | Error e) {
             arena.close();
             throw e;
@@ -81,12 +98,16 @@ public final class LlamaModel implements AutoCloseable {
         arena.close();
     }
 
-    /** θ_i = base^(−2i/d) / factor_i, in double so that large positions keep their precision. */
+    /**
+     * The angle of pair i per position: scale · base^(−2i/d) / factor_i (scale from linear rope
+     * scaling, factor from {@code rope_freqs.weight}, as ggml's rope applies them), in double so
+     * that the one rounding to float is the last step.
+     */
     private static float[] inverseFrequencies(ModelConfig c, float[] factors) {
         int half = c.ropeDims() / 2;
         float[] inv = new float[half];
         for (int i = 0; i < half; i++) {
-            double theta = Math.pow(c.ropeBase(), -2.0 * i / c.ropeDims());
+            double theta = c.ropePositionScale() * Math.pow(c.ropeBase(), -2.0 * i / c.ropeDims());
             inv[i] = (float) (factors == null ? theta : theta / factors[i]);
         }
         return inv;
@@ -110,6 +131,11 @@ public final class LlamaModel implements AutoCloseable {
 
     public PanelMatrix output() {
         return output;
+    }
+
+    /** Added to the logits ({@code output.bias}); {@code null} when the file has none. */
+    public float[] outputBias() {
+        return outputBias;
     }
 
     float[] ropeInverseFrequencies() {
@@ -142,6 +168,11 @@ public final class LlamaModel implements AutoCloseable {
             } catch (IllegalArgumentException e) {
                 throw new ModelFormatException(f.path() + ": " + e.getMessage());
             }
+        }
+
+        /** As {@link #vector(String, int)}, but {@code null} when the tensor is absent and not {@code required}. */
+        float[] vector(String name, int n, boolean required) {
+            return required || f.tensor(name) != null ? vector(name, n) : null;
         }
 
         float[] vector(String name, int n) {

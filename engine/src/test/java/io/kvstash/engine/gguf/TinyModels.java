@@ -6,10 +6,11 @@ import java.util.List;
 import java.util.Random;
 
 /**
- * Tiny llama-architecture GGUF models with seeded random weights and a small SentencePiece
- * vocabulary, named and shaped the way llama.cpp writes them, so the loader, tokenizer and
- * forward pass can be tested without real model files. The same {@link Spec} always gives the
- * same bytes.
+ * Tiny llama- or qwen2-architecture GGUF models with seeded random weights and a small
+ * SentencePiece vocabulary, named and shaped the way llama.cpp writes them, so the loader,
+ * tokenizer and forward pass can be tested without real model files. The same {@link Spec} always
+ * gives the same bytes, and the optional parts (biases, rope frequency factors, rope scaling) draw
+ * their random values only when enabled, so adding one leaves the other weights as they were.
  */
 public final class TinyModels {
     static final int UNK = 0;
@@ -32,7 +33,9 @@ public final class TinyModels {
 
     /** Shape and encoding of a tiny model; build with {@link #builder()}. */
     public record Spec(int dim, int layers, int heads, int kvHeads, int ffn, int contextLength, float rmsEps,
-                Float ropeFreqBase, Integer ropeDimensionCount, GgmlType weightType, boolean tiedOutput, long seed) {
+                Float ropeFreqBase, Integer ropeDimensionCount, GgmlType weightType, boolean tiedOutput, long seed,
+                String architecture, boolean qkvBias, boolean attnOutputBias, boolean outputBias, boolean ropeFreqFactors,
+                Float ropeScalingFactor) {
 
         public Spec {
             if (heads <= 0 || kvHeads <= 0 || dim % heads != 0 || heads % kvHeads != 0) {
@@ -56,12 +59,21 @@ public final class TinyModels {
             return vocabulary().size();
         }
 
+        /** Rotated dimensions per head: {@code rope.dimension_count} when written, else the head dimension. */
+        public int ropeDims() {
+            return ropeDimensionCount != null ? ropeDimensionCount : headDim();
+        }
+
         public static Builder builder() {
             return new Builder();
         }
     }
 
-    /** Defaults: dim 64, 2 layers, 4 heads / 2 KV heads (grouped-query), ffn 96, context 128, eps 1e-5, F32, untied, seed 42. */
+    /**
+     * Defaults: llama, dim 64, 2 layers, 4 heads / 2 KV heads (grouped-query), ffn 96, context 128,
+     * eps 1e-5, F32, untied, seed 42, no biases, no rope frequency factors or scaling. A qwen2 model
+     * gets Q/K/V biases unless told otherwise.
+     */
     public static final class Builder {
         private int dim = 64;
         private int layers = 2;
@@ -75,6 +87,12 @@ public final class TinyModels {
         private GgmlType weightType = GgmlType.F32;
         private boolean tiedOutput;
         private long seed = 42;
+        private String architecture = "llama";
+        private Boolean qkvBias;
+        private boolean attnOutputBias;
+        private boolean outputBias;
+        private boolean ropeFreqFactors;
+        private Float ropeScalingFactor;
 
         public Builder dim(int v) { dim = v; return this; }
         public Builder layers(int v) { layers = v; return this; }
@@ -92,10 +110,23 @@ public final class TinyModels {
         /** When true there is no {@code output.weight}: the output projection reuses {@code token_embd.weight}. */
         public Builder tiedOutput(boolean v) { tiedOutput = v; return this; }
         public Builder seed(long v) { seed = v; return this; }
+        /** {@code general.architecture}, also the prefix of the hyper-parameter keys: "llama" or "qwen2". */
+        public Builder architecture(String v) { architecture = v; return this; }
+        /** F32 {@code blk.N.attn_{q,k,v}.bias}; on by default for qwen2, off for llama. */
+        public Builder qkvBias(boolean v) { qkvBias = v; return this; }
+        /** F32 {@code blk.N.attn_output.bias}. */
+        public Builder attnOutputBias(boolean v) { attnOutputBias = v; return this; }
+        /** F32 {@code output.bias} over the vocabulary. */
+        public Builder outputBias(boolean v) { outputBias = v; return this; }
+        /** F32 {@code rope_freqs.weight}: Llama 3.1-style divisors of the rotary angles, between 1 and 8. */
+        public Builder ropeFreqFactors(boolean v) { ropeFreqFactors = v; return this; }
+        /** Written as {@code rope.scaling.type = linear} and {@code rope.scaling.factor}; absent (null) by default. */
+        public Builder ropeScalingFactor(Float v) { ropeScalingFactor = v; return this; }
 
         public Spec build() {
             return new Spec(dim, layers, heads, kvHeads, ffn, contextLength, rmsEps, ropeFreqBase, ropeDimensionCount,
-                    weightType, tiedOutput, seed);
+                    weightType, tiedOutput, seed, architecture, qkvBias != null ? qkvBias : architecture.equals("qwen2"),
+                    attnOutputBias, outputBias, ropeFreqFactors, ropeScalingFactor);
         }
     }
 
@@ -121,13 +152,32 @@ public final class TinyModels {
         if (!spec.tiedOutput()) {
             weights.add(matrix(random, "output.weight", wt, spec.dim(), vocab));
         }
+        if (spec.outputBias()) {
+            weights.add(bias(random, "output.bias", vocab));
+        }
+        if (spec.ropeFreqFactors()) {
+            // As Llama 3.1's: 1 for the fast pairs, growing to 8 for the slow ones, here with random steps.
+            float[] factors = new float[spec.ropeDims() / 2];
+            for (int i = 0; i < factors.length; i++) {
+                factors[i] = 1 + 7 * (float) i / Math.max(1, factors.length - 1) * random.nextFloat();
+            }
+            weights.add(new Weight("rope_freqs.weight", GgmlType.F32, new long[] {factors.length}, factors));
+        }
         for (int l = 0; l < spec.layers(); l++) {
             String p = "blk." + l + ".";
             weights.add(norm(random, p + "attn_norm.weight", spec.dim()));
             weights.add(matrix(random, p + "attn_q.weight", wt, spec.dim(), spec.dim()));
             weights.add(matrix(random, p + "attn_k.weight", wt, spec.dim(), spec.kvDim()));
             weights.add(matrix(random, p + "attn_v.weight", wt, spec.dim(), spec.kvDim()));
+            if (spec.qkvBias()) {
+                weights.add(bias(random, p + "attn_q.bias", spec.dim()));
+                weights.add(bias(random, p + "attn_k.bias", spec.kvDim()));
+                weights.add(bias(random, p + "attn_v.bias", spec.kvDim()));
+            }
             weights.add(matrix(random, p + "attn_output.weight", wt, spec.dim(), spec.dim()));
+            if (spec.attnOutputBias()) {
+                weights.add(bias(random, p + "attn_output.bias", spec.dim()));
+            }
             weights.add(norm(random, p + "ffn_norm.weight", spec.dim()));
             weights.add(matrix(random, p + "ffn_gate.weight", wt, spec.dim(), spec.ffn()));
             weights.add(matrix(random, p + "ffn_down.weight", wt, spec.ffn(), spec.dim()));
@@ -138,23 +188,27 @@ public final class TinyModels {
 
     /** A writer holding the whole model, so a test can add or break something before writing it. */
     public static GgufWriter writer(Spec spec) {
+        String a = spec.architecture() + ".";
         GgufWriter w = new GgufWriter()
-                .addString("general.architecture", "llama")
-                .addString("general.name", "tiny-llama")
+                .addString("general.architecture", spec.architecture())
+                .addString("general.name", "tiny-" + spec.architecture())
                 .addUint32("general.file_type", fileType(spec.weightType()))
-                .addUint32("llama.context_length", spec.contextLength())
-                .addUint32("llama.embedding_length", spec.dim())
-                .addUint32("llama.block_count", spec.layers())
-                .addUint32("llama.feed_forward_length", spec.ffn())
-                .addUint32("llama.attention.head_count", spec.heads())
-                .addUint32("llama.attention.head_count_kv", spec.kvHeads())
-                .addFloat32("llama.attention.layer_norm_rms_epsilon", spec.rmsEps())
-                .addUint32("llama.vocab_size", spec.vocabSize());
+                .addUint32(a + "context_length", spec.contextLength())
+                .addUint32(a + "embedding_length", spec.dim())
+                .addUint32(a + "block_count", spec.layers())
+                .addUint32(a + "feed_forward_length", spec.ffn())
+                .addUint32(a + "attention.head_count", spec.heads())
+                .addUint32(a + "attention.head_count_kv", spec.kvHeads())
+                .addFloat32(a + "attention.layer_norm_rms_epsilon", spec.rmsEps())
+                .addUint32(a + "vocab_size", spec.vocabSize());
         if (spec.ropeFreqBase() != null) {
-            w.addFloat32("llama.rope.freq_base", spec.ropeFreqBase());
+            w.addFloat32(a + "rope.freq_base", spec.ropeFreqBase());
         }
         if (spec.ropeDimensionCount() != null) {
-            w.addUint32("llama.rope.dimension_count", spec.ropeDimensionCount());
+            w.addUint32(a + "rope.dimension_count", spec.ropeDimensionCount());
+        }
+        if (spec.ropeScalingFactor() != null) {
+            w.addString(a + "rope.scaling.type", "linear").addFloat32(a + "rope.scaling.factor", spec.ropeScalingFactor());
         }
         addVocabulary(w);
         for (Weight t : weights(spec)) {
@@ -210,6 +264,13 @@ public final class TinyModels {
         float scale = (float) (1 / Math.sqrt(rowLength));
         for (int i = 0; i < v.length; i++) v[i] = (random.nextFloat() * 2 - 1) * scale;
         return new Weight(name, type, new long[] {rowLength, rows}, v);
+    }
+
+    /** Uniform in ±1: large enough to move attention and logits visibly; always F32, as llama.cpp keeps biases. */
+    private static Weight bias(Random random, String name, int n) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = random.nextFloat() * 2 - 1;
+        return new Weight(name, GgmlType.F32, new long[] {n}, v);
     }
 
     /** Near 1, like trained RMSNorm gains; always F32, as llama.cpp's quantizer leaves 1-D tensors. */

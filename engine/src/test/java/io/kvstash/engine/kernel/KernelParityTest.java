@@ -293,7 +293,7 @@ class KernelParityTest {
                 assertEquals(twin[i], sm[i], 1e-6 * Math.max(1e-3, twin[i]), "softmax against its scalar twin");
             }
 
-            // argmax: lowest index among equal maxima; −1 for NaN or +∞ anywhere.
+            // argmax: lowest index among equal maxima; −1 for NaN or +∞ anywhere, or when all are −∞.
             float[] a2 = random(r, n, 1f);
             int expected = 0;
             for (int i = 1; i < n; i++) {
@@ -308,6 +308,10 @@ class KernelParityTest {
             assertEquals(-1, VectorMath.argmax(a2, n), "argmax with NaN");
             a2[n / 2] = Float.POSITIVE_INFINITY;
             assertEquals(-1, VectorMath.argmax(a2, n), "argmax with +inf");
+            java.util.Arrays.fill(a2, Float.NEGATIVE_INFINITY);
+            assertEquals(-1, VectorMath.argmax(a2, n), "argmax when every entry is -inf");
+            a2[n - 1] = -1e30f;
+            assertEquals(n - 1, VectorMath.argmax(a2, n), "argmax with one finite entry among -inf");
         }
     }
 

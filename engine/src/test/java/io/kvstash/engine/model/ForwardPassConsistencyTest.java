@@ -30,13 +30,16 @@ import org.junit.jupiter.params.provider.ValueSource;
 /**
  * The same sequence gives the same logits however it is fed to {@link ForwardPass}: in one batch
  * or many, in one call or several, after a rewind, on any number of compute threads; and an F16 KV
- * cache stays close to F32. Each property is checked on a tiny seeded model and on the real
- * {@code stories15M-q8_0.gguf} (skipped without {@code KVSTASH_TEST_MODELS}).
+ * cache stays close to F32. Each property is checked on tiny seeded models (llama, and qwen2 where
+ * its biases could misalign) and on the real {@code stories15M-q8_0.gguf} (skipped without
+ * {@code KVSTASH_TEST_MODELS}).
  */
 class ForwardPassConsistencyTest {
     static final String TINY = "tiny";
     /** F32 with a feed-forward width (98) that is not a multiple of the 4-row matmul tile. */
     static final String TINY_ODD_FFN = "tiny-odd-ffn";
+    /** qwen2 (Q/K/V biases, NeoX rope) with an output bias, which logit rows starting mid-batch must line up with. */
+    static final String TINY_QWEN2 = "tiny-qwen2";
     static final String STORIES = "stories15M-q8_0.gguf";
     /** Crosses the 64-token KV chunk boundary twice. */
     static final int POSITIONS = 150;
@@ -68,6 +71,7 @@ class ForwardPassConsistencyTest {
     private static ComputePool pool;
     private static Path tinyFile;
     private static Path tinyOddFfnFile;
+    private static Path tinyQwen2File;
 
     @BeforeAll
     static void setUp() {
@@ -76,6 +80,8 @@ class ForwardPassConsistencyTest {
                 TinyModels.Spec.builder().weightType(GgmlType.Q4_0).heads(4).kvHeads(2).contextLength(256).seed(11).build());
         tinyOddFfnFile = TinyModels.write(dir.resolve("tiny-odd-ffn.gguf"),
                 TinyModels.Spec.builder().heads(4).kvHeads(2).ffn(98).contextLength(256).seed(12).build());
+        tinyQwen2File = TinyModels.write(dir.resolve("tiny-qwen2.gguf"), TinyModels.Spec.builder().architecture("qwen2")
+                .weightType(GgmlType.Q8_0).heads(4).kvHeads(2).tiedOutput(true).outputBias(true).contextLength(256).seed(13).build());
     }
 
     @AfterAll
@@ -97,8 +103,13 @@ class ForwardPassConsistencyTest {
     }
 
     static Subject open(String name) {
-        if (name.equals(TINY) || name.equals(TINY_ODD_FFN)) {
-            GgufFile f = GgufFile.open(name.equals(TINY) ? tinyFile : tinyOddFfnFile);
+        if (name.startsWith("tiny")) {
+            GgufFile f = GgufFile.open(switch (name) {
+                case TINY -> tinyFile;
+                case TINY_ODD_FFN -> tinyOddFfnFile;
+                case TINY_QWEN2 -> tinyQwen2File;
+                default -> throw new IllegalArgumentException(name);
+            });
             LlamaModel m = LlamaModel.load(f);
             return new Subject(name, f, m, ForwardPassReferenceTest.randomTokens(m.config().vocabularySize(), POSITIONS, 99));
         }
@@ -163,7 +174,7 @@ class ForwardPassConsistencyTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {TINY, STORIES})
+    @ValueSource(strings = {TINY, TINY_QWEN2, STORIES})
     void shouldGiveSameLogitsWhenBatchedOrCalledDifferently(String name) {
         try (Subject s = open(name)) {
             float[] expected = oneBatch(s, KvFormat.F32);
@@ -295,7 +306,7 @@ class ForwardPassConsistencyTest {
      * code did not change underneath.
      */
     @ParameterizedTest
-    @ValueSource(strings = {TINY, TINY_ODD_FFN, STORIES})
+    @ValueSource(strings = {TINY, TINY_ODD_FFN, TINY_QWEN2, STORIES})
     void shouldGiveBitIdenticalLogitsWhenThreadCountChanges(String name) {
         try (Subject s = open(name)) {
             // Until the JIT has compiled every kernel, runs differ in their last bits whatever the

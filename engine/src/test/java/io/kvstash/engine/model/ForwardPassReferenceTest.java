@@ -25,8 +25,9 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * Every position's logits of {@link ForwardPass#forward} against {@link NaiveLlamaReference} on
  * tiny seeded models covering each weight type, multi-head and grouped-query attention, tied and
- * untied output, and custom rotary settings, over sequences long enough to cross the 64-token KV
- * chunk boundary three times.
+ * untied output, custom rotary settings, both architectures (llama, qwen2 with its Q/K/V biases and
+ * NeoX rope) and llama's optional parts (biases, Llama 3.1 rope frequency factors, linear rope
+ * scaling), over sequences long enough to cross the 64-token KV chunk boundary three times.
  */
 class ForwardPassReferenceTest {
     /** 200 positions: KV chunks of 64 break at 64, 128 and 192. */
@@ -90,41 +91,70 @@ class ForwardPassReferenceTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("models")
     void shouldMatchNaiveReferenceWhenTeacherForcedPastSeveralChunks(String name, TinyModels.Spec spec, @TempDir Path dir) {
-        compare(name, spec, KvFormat.F32, RopeStyle.NORMAL, TOLERANCE, dir);
+        compare(name, spec, KvFormat.F32, TOLERANCE, dir);
     }
 
-    /** No supported architecture rotates NeoX-style yet (qwen2 will); the style is checked on llama weights. */
-    static Stream<Arguments> neoxModels() {
+    /** qwen2 as converted Qwen2 files come: eps 1e-6, freq_base 1e6 (Q/K/V biases come with the architecture). */
+    static TinyModels.Builder qwen2() {
+        return TinyModels.Spec.builder().architecture("qwen2").rmsEps(1e-6f).ropeFreqBase(1e6f);
+    }
+
+    /** qwen2: NeoX rope and Q/K/V biases; the models differ in weight type, grouping, tying and rotated width. */
+    static Stream<Arguments> qwen2Models() {
         return Stream.of(
-                Arguments.of("F32, 4/2 heads, NeoX rope", TinyModels.Spec.builder().heads(4).kvHeads(2).seed(11).build()),
-                Arguments.of("Q8_0, 4/1 heads, NeoX rope over 10 of 16 dims",
-                        TinyModels.Spec.builder().weightType(GgmlType.Q8_0).heads(4).kvHeads(1).ropeDimensionCount(10)
-                                .ropeFreqBase(1e6f).seed(12).build()));
+                Arguments.of("qwen2, F32, 4 heads / 2 KV heads, tied", qwen2().heads(4).kvHeads(2).tiedOutput(true).seed(11).build()),
+                Arguments.of("qwen2, F16, 8 heads / 2 KV heads, dim 128, untied",
+                        qwen2().weightType(GgmlType.F16).dim(128).heads(8).kvHeads(2).ffn(160).seed(12).build()),
+                Arguments.of("qwen2, Q8_0, 4 heads / 1 KV head, tied, rope over 10 of 16 dims",
+                        qwen2().weightType(GgmlType.Q8_0).heads(4).kvHeads(1).tiedOutput(true).ropeDimensionCount(10).seed(13).build()));
     }
 
     @ParameterizedTest(name = "{0}")
-    @MethodSource("neoxModels")
-    void shouldMatchNaiveReferenceWhenRopeIsNeoxStyle(String name, TinyModels.Spec spec, @TempDir Path dir) {
-        compare(name, spec, KvFormat.F32, RopeStyle.NEOX, TOLERANCE, dir);
+    @MethodSource("qwen2Models")
+    void shouldMatchNaiveReferenceWhenArchitectureIsQwen2(String name, TinyModels.Spec spec, @TempDir Path dir) {
+        compare(name, spec, KvFormat.F32, TOLERANCE, dir);
     }
 
-    /** F32 with grouped-query attention, F16 weights with one KV head, Q8_0 with three layers and partial rope. */
+    /** The parts a llama file may carry: Llama 3.1 rope frequency factors, linear rope scaling, biases. */
+    static Stream<Arguments> llamaOptionalParts() {
+        return Stream.of(
+                Arguments.of("llama, F16, 4 heads / 1 KV head, rope_freqs, freq_base 500000",
+                        TinyModels.Spec.builder().weightType(GgmlType.F16).heads(4).kvHeads(1).ropeFreqBase(500000f)
+                                .ropeFreqFactors(true).seed(21).build()),
+                Arguments.of("llama, F32, 4 heads / 2 KV heads, rope_freqs over 10 of 16 dims, linear rope scaling 2.5",
+                        TinyModels.Spec.builder().heads(4).kvHeads(2).ropeDimensionCount(10).ropeFreqFactors(true)
+                                .ropeScalingFactor(2.5f).seed(22).build()),
+                Arguments.of("llama, Q8_0, 4 heads / 2 KV heads, tied, Q/K/V, attention-output and output biases",
+                        TinyModels.Spec.builder().weightType(GgmlType.Q8_0).heads(4).kvHeads(2).tiedOutput(true).qkvBias(true)
+                                .attnOutputBias(true).outputBias(true).seed(23).build()));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("llamaOptionalParts")
+    void shouldMatchNaiveReferenceWhenLlamaHasOptionalParts(String name, TinyModels.Spec spec, @TempDir Path dir) {
+        compare(name, spec, KvFormat.F32, TOLERANCE, dir);
+    }
+
+    /**
+     * F32 with grouped-query attention, F16 weights with one KV head, Q8_0 with three layers and
+     * partial rope, and qwen2 (its biased keys and values are what the cache rounds).
+     */
     static Stream<Arguments> f16KvModels() {
         List<Arguments> all = models().toList();
-        return Stream.of(all.get(0), all.get(3), all.get(6));
+        return Stream.of(all.get(0), all.get(3), all.get(6), qwen2Models().toList().get(1));
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("f16KvModels")
     void shouldMatchHalfRoundedReferenceWhenKvCacheIsF16(String name, TinyModels.Spec spec, @TempDir Path dir) {
-        compare(name + ", F16 KV", spec, KvFormat.F16, RopeStyle.NORMAL, F16_KV_TOLERANCE, dir);
+        compare(name + ", F16 KV", spec, KvFormat.F16, F16_KV_TOLERANCE, dir);
     }
 
-    private static void compare(String name, TinyModels.Spec spec, KvFormat kvFormat, RopeStyle rope, double tolerance, Path dir) {
+    private static void compare(String name, TinyModels.Spec spec, KvFormat kvFormat, double tolerance, Path dir) {
         int[] tokens = randomTokens(spec.vocabSize(), POSITIONS, spec.seed() + 100);
-        double[][] expected = new NaiveLlamaReference(spec, rope).logits(tokens, kvFormat == KvFormat.F16);
+        double[][] expected = new NaiveLlamaReference(spec).logits(tokens, kvFormat == KvFormat.F16);
         try (GgufFile f = GgufFile.open(TinyModels.write(dir.resolve("tiny.gguf"), spec));
-             LlamaModel model = LlamaModel.load(f, ModelConfig.from(f).withRopeStyle(rope))) {
+             LlamaModel model = LlamaModel.load(f)) {
             int vocab = model.config().vocabularySize();
             assertEquals(spec.vocabSize(), vocab);
             float[] logits = new float[POSITIONS * vocab];

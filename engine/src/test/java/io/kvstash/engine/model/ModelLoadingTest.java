@@ -2,6 +2,7 @@ package io.kvstash.engine.model;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -66,7 +67,48 @@ class ModelLoadingTest {
             assertEquals(16, c.headDim());
             assertEquals(2, c.groupSize());
             assertEquals(SPEC.vocabSize(), c.vocabularySize());
+            assertEquals(Architecture.LLAMA, c.architecture());
+            assertEquals(RopeStyle.NORMAL, c.ropeStyle());
+            assertNull(m.layer(0).qBias(), "a llama file without biases has none");
+            assertNull(m.outputBias());
         }
+    }
+
+    @Test
+    void shouldLoadQwen2WithBiasesNeoxRopeAndTiedOutputWhenFileIsQwen2() {
+        TinyModels.Spec qwen2 = TinyModels.Spec.builder().architecture("qwen2").tiedOutput(true).build();
+        try (GgufFile f = GgufFile.open(write(TinyModels.writer(qwen2))); LlamaModel m = LlamaModel.load(f)) {
+            ModelConfig c = m.config();
+            assertEquals(Architecture.QWEN2, c.architecture());
+            assertEquals(RopeStyle.NEOX, c.ropeStyle());
+            assertEquals(64, c.dim());
+            assertEquals(2, c.groupSize());
+            assertEquals(64, m.layer(1).qBias().length);
+            assertEquals(32, m.layer(1).kBias().length);
+            assertEquals(32, m.layer(1).vBias().length);
+            assertNull(m.layer(1).oBias());
+            assertEquals(SPEC.vocabSize(), m.output().rows, "tied output: the embedding is the classifier");
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"blk.0.attn_q.bias", "blk.1.attn_k.bias", "blk.1.attn_v.bias"})
+    void shouldNameBiasWhenQwen2BiasIsMissing(String tensor) {
+        GgufWriter w = TinyModels.writer(TinyModels.Spec.builder().architecture("qwen2").build()).removeTensor(tensor);
+        assertLoadFails(GgufFormatException.class, write(w), "missing tensor '" + tensor + "'");
+    }
+
+    @Test
+    void shouldNameBiasAndBothShapesWhenBiasHasWrongLength() {
+        GgufWriter w = TinyModels.writer(TinyModels.Spec.builder().architecture("qwen2").build()).removeTensor("blk.0.attn_k.bias")
+                .addTensor("blk.0.attn_k.bias", GgmlType.F32, new float[64], 64);
+        assertLoadFails(ModelFormatException.class, write(w), "'blk.0.attn_k.bias'", "[64]", "expected [32]");
+    }
+
+    @Test
+    void shouldNameQwen2KeyWhenQwen2HyperParameterIsMissing() {
+        GgufWriter w = TinyModels.writer(TinyModels.Spec.builder().architecture("qwen2").build()).removeMetadata("qwen2.block_count");
+        assertLoadFails(GgufFormatException.class, write(w), "qwen2.block_count");
     }
 
     @ParameterizedTest
@@ -114,7 +156,46 @@ class ModelLoadingTest {
     @Test
     void shouldListSupportedArchitecturesWhenArchitectureIsUnsupported() {
         GgufWriter w = TinyModels.writer(SPEC).removeMetadata("general.architecture").addString("general.architecture", "mamba");
-        assertLoadFails(ModelFormatException.class, write(w), "'mamba'", "not supported", "llama");
+        assertLoadFails(ModelFormatException.class, write(w), "'mamba'", "not supported", "llama, qwen2");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"yarn", "longrope", "llama3"})
+    void shouldNameKeyAndTypeWhenRopeScalingIsNotLinear(String type) {
+        GgufWriter w = TinyModels.writer(SPEC).addString("llama.rope.scaling.type", type).addFloat32("llama.rope.scaling.factor", 4f);
+        assertLoadFails(ModelFormatException.class, write(w), "llama.rope.scaling.type", "'" + type + "'", "not supported");
+    }
+
+    @Test
+    void shouldNameFactorWhenLinearRopeScalingFactorIsNegative() {
+        GgufWriter w = TinyModels.writer(SPEC).addString("llama.rope.scaling.type", "linear").addFloat32("llama.rope.scaling.factor", -2f);
+        assertLoadFails(ModelFormatException.class, write(w), "llama.rope.scaling.factor", "-2");
+    }
+
+    @Test
+    void shouldScalePositionsOnlyWhenRopeScalingTypeIsNotNone() {
+        GgufWriter none = TinyModels.writer(SPEC).addString("llama.rope.scaling.type", "none").addFloat32("llama.rope.scaling.factor", 4f);
+        try (GgufFile f = GgufFile.open(write(none))) {
+            assertEquals(1f, ModelConfig.from(f).ropePositionScale());
+        }
+        // Without a type llama.cpp takes the factor as linear scaling; so does the older key.
+        GgufWriter legacy = TinyModels.writer(SPEC).addFloat32("llama.rope.scale_linear", 4f);
+        try (GgufFile f = GgufFile.open(write(legacy))) {
+            assertEquals(0.25f, ModelConfig.from(f).ropePositionScale());
+        }
+    }
+
+    @Test
+    void shouldNameTensorAndBothShapesWhenRopeFrequencyFactorsHaveWrongLength() {
+        GgufWriter w = TinyModels.writer(SPEC).addTensor("rope_freqs.weight", GgmlType.F32, new float[16], 16);
+        assertLoadFails(ModelFormatException.class, write(w), "'rope_freqs.weight'", "[16]", "expected [8]");
+    }
+
+    @Test
+    void shouldNameTensorWhenRopeFrequencyFactorIsZero() {
+        float[] factors = {1, 1, 2, 0, 4, 4, 8, 8};
+        GgufWriter w = TinyModels.writer(SPEC).addTensor("rope_freqs.weight", GgmlType.F32, factors, 8);
+        assertLoadFails(ModelFormatException.class, write(w), "'rope_freqs.weight'", "must be positive");
     }
 
     @Test

@@ -15,12 +15,15 @@ import java.util.Map;
  * the test writer and decoded again here, so the reference sees exactly the values stored in the
  * file the engine reads.
  *
- * <p>Per layer: RMSNorm, q/k/v projections, rotary embedding in GGML's "normal" style (pairs
- * {@code (x[2i], x[2i+1])} of the first {@code ropeDims} dimensions of each head rotated by
- * {@code pos · base^(−2i/ropeDims)}), causal grouped-query attention (query head {@code h} reads KV
- * head {@code h / (heads/kvHeads)}) scaled by {@code 1/sqrt(headDim)}, output projection and
- * residual, RMSNorm, SwiGLU feed-forward and residual; then the final RMSNorm and the output matrix
- * (the embedding when the model has no {@code output.weight}).
+ * <p>Per layer: RMSNorm, q/k/v projections plus their biases when the file has them, rotary
+ * embedding of the first {@code ropeDims} dimensions of each head by {@code pos / scale ·
+ * base^(−2i/ropeDims) / factor_i} (scale the linear rope scaling factor, factor_i from
+ * {@code rope_freqs.weight}, both 1 when absent) on pairs {@code (x[2i], x[2i+1])} for llama (GGML's
+ * "normal" style) or {@code (x[i], x[i + ropeDims/2])} for qwen2 (NeoX style), causal grouped-query
+ * attention (query head {@code h} reads KV head {@code h / (heads/kvHeads)}) scaled by
+ * {@code 1/sqrt(headDim)}, output projection (plus bias) and residual, RMSNorm, SwiGLU feed-forward
+ * and residual; then the final RMSNorm and the output matrix (the embedding when the model has no
+ * {@code output.weight}) plus {@code output.bias} if any.
  */
 final class NaiveLlamaReference {
     private final int dim;
@@ -33,15 +36,17 @@ final class NaiveLlamaReference {
     private final double eps;
     private final double ropeBase;
     private final int ropeDims;
+    private final double ropeScale;
     private final RopeStyle ropeStyle;
     private final Map<String, double[]> w = new HashMap<>();
 
     NaiveLlamaReference(TinyModels.Spec spec) {
-        this(spec, RopeStyle.NORMAL);
-    }
-
-    NaiveLlamaReference(TinyModels.Spec spec, RopeStyle ropeStyle) {
-        this.ropeStyle = ropeStyle;
+        ropeStyle = switch (spec.architecture()) {
+            case "llama" -> RopeStyle.NORMAL;
+            case "qwen2" -> RopeStyle.NEOX;
+            default -> throw new IllegalArgumentException("no reference for architecture " + spec.architecture());
+        };
+        ropeScale = spec.ropeScalingFactor() != null ? spec.ropeScalingFactor() : 1.0;
         dim = spec.dim();
         layers = spec.layers();
         heads = spec.heads();
@@ -129,9 +134,9 @@ final class NaiveLlamaReference {
             double[][] vHalf = new double[n][];
             for (int p = 0; p < n; p++) {
                 double[] xn = rmsNorm(x[p], w.get(b + "attn_norm.weight"));
-                q[p] = matVec(w.get(b + "attn_q.weight"), qDim, dim, xn);
-                k[p] = matVec(w.get(b + "attn_k.weight"), kvDim, dim, xn);
-                v[p] = matVec(w.get(b + "attn_v.weight"), kvDim, dim, xn);
+                q[p] = addBias(matVec(w.get(b + "attn_q.weight"), qDim, dim, xn), b + "attn_q.bias");
+                k[p] = addBias(matVec(w.get(b + "attn_k.weight"), kvDim, dim, xn), b + "attn_k.bias");
+                v[p] = addBias(matVec(w.get(b + "attn_v.weight"), kvDim, dim, xn), b + "attn_v.bias");
                 rope(q[p], heads, p);
                 rope(k[p], kvHeads, p);
                 if (halfKv) {
@@ -172,7 +177,7 @@ final class NaiveLlamaReference {
                         }
                     }
                 }
-                addTo(x[p], matVec(w.get(b + "attn_output.weight"), dim, qDim, att));
+                addTo(x[p], addBias(matVec(w.get(b + "attn_output.weight"), dim, qDim, att), b + "attn_output.bias"));
                 double[] xn = rmsNorm(x[p], w.get(b + "ffn_norm.weight"));
                 double[] gate = matVec(w.get(b + "ffn_gate.weight"), ffn, dim, xn);
                 double[] up = matVec(w.get(b + "ffn_up.weight"), ffn, dim, xn);
@@ -185,19 +190,20 @@ final class NaiveLlamaReference {
         double[] out = w.containsKey("output.weight") ? w.get("output.weight") : embd;
         double[][] logits = new double[n][];
         for (int p = 0; p < n; p++) {
-            logits[p] = matVec(out, vocab, dim, rmsNorm(x[p], w.get("output_norm.weight")));
+            logits[p] = addBias(matVec(out, vocab, dim, rmsNorm(x[p], w.get("output_norm.weight"))), "output.bias");
         }
         return logits;
     }
 
     /**
-     * Rotates pairs of the first ropeDims dimensions of each head by pos·base^(−2i/ropeDims), i < ropeDims/2:
-     * (x[2i], x[2i+1]) in GGML's normal style, (x[i], x[i + ropeDims/2]) in NeoX style.
+     * Rotates pairs of the first ropeDims dimensions of each head by pos/scale·base^(−2i/ropeDims)/factor_i,
+     * i < ropeDims/2: (x[2i], x[2i+1]) in GGML's normal style, (x[i], x[i + ropeDims/2]) in NeoX style.
      */
     private void rope(double[] vec, int headCount, int pos) {
+        double[] factors = w.get("rope_freqs.weight");
         for (int h = 0; h < headCount; h++) {
             for (int i = 0; i < ropeDims / 2; i++) {
-                double angle = pos * Math.pow(ropeBase, -2.0 * i / ropeDims);
+                double angle = pos / ropeScale * Math.pow(ropeBase, -2.0 * i / ropeDims) / (factors != null ? factors[i] : 1);
                 int a = ropeStyle == RopeStyle.NORMAL ? h * headDim + 2 * i : h * headDim + i;
                 int b = ropeStyle == RopeStyle.NORMAL ? a + 1 : a + ropeDims / 2;
                 double x0 = vec[a];
@@ -234,6 +240,15 @@ final class NaiveLlamaReference {
             out[r] = s;
         }
         return out;
+    }
+
+    /** {@code x} plus the named bias vector, or {@code x} unchanged when the model has none. */
+    private double[] addBias(double[] x, String name) {
+        double[] bias = w.get(name);
+        if (bias != null) {
+            addTo(x, bias);
+        }
+        return x;
     }
 
     private static void addTo(double[] acc, double[] d) {

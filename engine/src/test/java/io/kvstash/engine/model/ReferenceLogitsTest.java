@@ -47,7 +47,13 @@ class ReferenceLogitsTest {
                 Arguments.of("logits-stories15M-f16.json", "stories15M-f16.gguf", 5e-5, true),
                 Arguments.of("logits-stories15M-q8_0.json", "stories15M-q8_0.gguf", 5e-5, true),
                 Arguments.of("logits-stories15M-q4_0.json", "stories15M-q4_0.gguf", 5e-5, true),
-                Arguments.of("logits-stories260K-f32.json", "stories260K-f32.gguf", 5e-5, true));
+                Arguments.of("logits-stories260K-f32.json", "stories260K-f32.gguf", 5e-5, true),
+                // Random weights with real vocabularies, one per architecture feature: qwen2 (NeoX rope,
+                // Q/K/V biases, tied output) and llama with Llama 3.1 rope_freqs, one KV head and Q8_0
+                // embedding/output. The third prompt is long enough that any of those done wrong
+                // changes the greedy continuation.
+                Arguments.of("logits-synth-qwen2.json", "synth-qwen2.gguf", 5e-5, true),
+                Arguments.of("logits-synth-llama3.json", "synth-llama3.gguf", 5e-5, true));
     }
 
     @ParameterizedTest(name = "{0} on {1}")
