@@ -9,6 +9,7 @@ import org.springframework.http.HttpStatus;
  */
 public enum Problem {
     UNKNOWN_SESSION(HttpStatus.NOT_FOUND, "unknown-session", "Unknown session", "invalid_request_error", "session_not_found"),
+    UNKNOWN_MODEL(HttpStatus.NOT_FOUND, "unknown-model", "Unknown model", "invalid_request_error", "model_not_found"),
     SESSION_BUSY(HttpStatus.CONFLICT, "session-busy", "Session busy", "invalid_request_error", "session_busy"),
     QUEUE_FULL(HttpStatus.TOO_MANY_REQUESTS, "queue-full", "Too many requests", "rate_limit_error", "queue_full"),
     PROMPT_TOO_LONG(HttpStatus.BAD_REQUEST, "prompt-too-long", "Prompt too long", "invalid_request_error", "context_length_exceeded"),
