@@ -26,8 +26,10 @@ import reactor.core.scheduler.Schedulers;
 @Configuration(proxyBeanMethods = false)
 public class StackConfiguration {
 
+    /** Takes every kvstash.* record, so that all of them are bound and validated before the model is opened. */
     @Bean(destroyMethod = "close")
-    ServingStack servingStack(EngineProperties engine, KvProperties kv, StoreProperties store) {
+    ServingStack servingStack(EngineProperties engine, KvProperties kv, StoreProperties store, LimitsProperties limits,
+                              io.kvstash.api.config.SecurityProperties security) {
         return new ServingStack(engine, kv, store);
     }
 
