@@ -39,6 +39,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
 
 /**
  * Sessions over the KV tiers: a session's record (tokens, messages, chunk keys, tail) lives in
@@ -230,6 +231,9 @@ public final class SessionStore implements AutoCloseable {
         return ids;
     }
 
+    /** A running turn: its generation (cancel it to end the reply early) and the turn's result. */
+    public record Turn(Generation generation, CompletableFuture<TurnResult> result) {}
+
     /**
      * Runs a turn: appends {@code newTokens} (and {@code newMessages}, for the record) to the
      * session, resumes its KV, prefills what is not cached and generates up to {@code maxTokens}.
@@ -241,6 +245,20 @@ public final class SessionStore implements AutoCloseable {
     public CompletableFuture<TurnResult> turn(String tenant, String id, int[] newTokens, List<SessionRecord.Message> newMessages,
                                               SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
                                               GenerationListener listener) {
+        return begin(tenant, id, newTokens, newMessages, result -> List.of(), params, maxTokens, ignoreEndOfGeneration, listener)
+                .result();
+    }
+
+    /**
+     * As {@link #turn}, handing back the generation as well, and recording the reply: {@code reply}
+     * maps the generation's result to the messages stored after {@code newMessages} (the assistant's
+     * text is known only then). A cancelled generation still ends the turn normally: the record keeps
+     * the tokens generated until then.
+     */
+    public Turn begin(String tenant, String id, int[] newTokens, List<SessionRecord.Message> newMessages,
+                      Function<GenerationResult, List<SessionRecord.Message>> reply, SamplingParams params, int maxTokens,
+                      boolean ignoreEndOfGeneration, GenerationListener listener) {
+        Objects.requireNonNull(reply, "reply");
         claim(id);
         try {
             SessionRecord r = load(tenant, id);
@@ -256,13 +274,28 @@ public final class SessionStore implements AutoCloseable {
                 resumed.cache.close();
                 throw e;
             }
-            return g.result()
-                    .thenApplyAsync(result -> finishTurn(tenant, r, history, newMessages, resumed, result), persister)
+            CompletableFuture<TurnResult> done = g.result()
+                    .thenApplyAsync(result -> finishTurn(tenant, r, history, messagesOf(newMessages, reply, result), resumed, result),
+                            persister)
                     .whenComplete((x, error) -> busy.remove(id));
+            return new Turn(g, done);
         } catch (RuntimeException e) {
             busy.remove(id);
             throw e;
         }
+    }
+
+    private static List<SessionRecord.Message> messagesOf(List<SessionRecord.Message> newMessages,
+                                                         Function<GenerationResult, List<SessionRecord.Message>> reply,
+                                                         GenerationResult result) {
+        List<SessionRecord.Message> all = new ArrayList<>();
+        if (newMessages != null) {
+            all.addAll(newMessages);
+        }
+        if (result.reason() != StopReason.ERROR) {
+            all.addAll(reply.apply(result));
+        }
+        return all;
     }
 
     /** A new session of the same tenant with the same conversation; it shares every full chunk (copy on write: chunks never change). */

@@ -198,6 +198,33 @@ class SessionStoreTest {
     }
 
     @Test
+    void shouldEndACancelledTurnWithTheTokensSoFarAndRecordTheReplyMessage() throws Exception {
+        Path model = Tiers.model(MODEL);
+        try (Tiers t = new Tiers(model, KvFormat.Q8, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            String id = t.sessions.create("acme").id();
+            java.util.concurrent.CountDownLatch firstToken = new java.util.concurrent.CountDownLatch(1);
+            SessionStore.Turn turn = t.sessions.begin("acme", id, tokens(t.engine, 20, 0),
+                    List.of(new SessionRecord.Message("user", "hi")),
+                    result -> List.of(new SessionRecord.Message("assistant", result.text())), SamplingParams.greedy(), 500, true,
+                    new io.kvstash.engine.scheduler.GenerationListener() {
+                        @Override
+                        public void onToken(int token, String text) {
+                            firstToken.countDown();
+                        }
+                    });
+            assertTrue(firstToken.await(1, java.util.concurrent.TimeUnit.MINUTES));
+            turn.generation().cancel();
+            SessionStore.TurnResult done = turn.result().get();
+            assertEquals(io.kvstash.engine.scheduler.StopReason.CANCELLED, done.generation().reason());
+            int generated = done.generation().tokens().length;
+            assertTrue(generated >= 1 && generated < 500, generated + " tokens generated");
+            assertEquals(20 + generated, t.sessions.get("acme", id).tokens().length);
+            assertEquals(List.of(new SessionRecord.Message("user", "hi"), new SessionRecord.Message("assistant", done.generation().text())),
+                    t.sessions.get("acme", id).messages());
+        }
+    }
+
+    @Test
     void shouldOffloadAndRestoreASessionsChunks() throws Exception {
         Path model = Tiers.model(MODEL);
         try (Tiers t = new Tiers(model, KvFormat.KIVI2, dir, HOT_BYTES, SessionStore.Config.defaults())) {

@@ -1,0 +1,38 @@
+package io.kvstash.api.admin;
+
+import io.kvstash.engine.scheduler.BatchScheduler;
+import io.kvstash.offload.HotTier;
+import io.kvstash.offload.SessionStore;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.binder.MeterBinder;
+import org.springframework.stereotype.Component;
+
+/** Tier occupancy, hit and eviction counts and the scheduler's queue, read when scraped. */
+@Component
+public class KvstashMetrics implements MeterBinder {
+    private final HotTier hot;
+    private final SessionStore sessions;
+    private final BatchScheduler scheduler;
+
+    public KvstashMetrics(HotTier hot, SessionStore sessions, BatchScheduler scheduler) {
+        this.hot = hot;
+        this.sessions = sessions;
+        this.scheduler = scheduler;
+    }
+
+    @Override
+    public void bindTo(MeterRegistry r) {
+        Gauge.builder("kvstash.tier.bytes", hot, h -> h.stats().bytesInUse()).tag("tier", "hot").baseUnit("bytes").register(r);
+        Gauge.builder("kvstash.tier.capacity", hot, h -> h.stats().capacityBytes()).tag("tier", "hot").baseUnit("bytes").register(r);
+        Gauge.builder("kvstash.tier.chunks", hot, h -> h.stats().registeredChunks()).tag("tier", "hot").register(r);
+        Gauge.builder("kvstash.tier.bytes", sessions, SessionStore::warmBytes).tag("tier", "warm").baseUnit("bytes").register(r);
+        Gauge.builder("kvstash.tier.chunks", sessions, SessionStore::storedChunks).tag("tier", "warm").register(r);
+        FunctionCounter.builder("kvstash.tier.lookups", hot, h -> h.stats().hits()).tag("tier", "hot").tag("result", "hit").register(r);
+        FunctionCounter.builder("kvstash.tier.lookups", hot, h -> h.stats().misses()).tag("tier", "hot").tag("result", "miss").register(r);
+        FunctionCounter.builder("kvstash.tier.evictions", hot, h -> h.stats().evictions()).tag("tier", "hot").register(r);
+        FunctionCounter.builder("kvstash.tier.write.backs", hot, h -> h.stats().writeBacks()).tag("tier", "hot").register(r);
+        Gauge.builder("kvstash.scheduler.queue", scheduler, BatchScheduler::waiting).description("sequences waiting for admission").register(r);
+    }
+}

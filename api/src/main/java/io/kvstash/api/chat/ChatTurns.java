@@ -1,0 +1,234 @@
+package io.kvstash.api.chat;
+
+import io.kvstash.api.config.LimitsProperties;
+import io.kvstash.api.problem.Problem;
+import io.kvstash.api.problem.ProblemException;
+import io.kvstash.api.problem.Problems;
+import io.kvstash.engine.InferenceEngine;
+import io.kvstash.engine.sampling.SamplingParams;
+import io.kvstash.engine.scheduler.Generation;
+import io.kvstash.engine.scheduler.GenerationListener;
+import io.kvstash.engine.scheduler.GenerationResult;
+import io.kvstash.offload.SessionRecord;
+import io.kvstash.offload.SessionRecord.Message;
+import io.kvstash.offload.SessionStore;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.springframework.stereotype.Service;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.Sinks;
+import reactor.core.scheduler.Scheduler;
+
+/**
+ * Runs chat turns on the engine's scheduler and hands their output to the web layer as a
+ * {@link Flux}: text deltas as tokens are sampled, then one {@link TurnEvent.Done} once the turn
+ * is stored. The blocking part of starting a turn (reading the session from RocksDB, tokenizing,
+ * resuming the KV) runs on the store scheduler, never on a Netty event loop; sampling runs on the
+ * engine's scheduling thread. Cancelling the returned flux (a client that disconnects) cancels the
+ * generation before its next step.
+ */
+@Service
+public class ChatTurns {
+    private final SessionStore sessions;
+    private final InferenceEngine engine;
+    private final LimitsProperties limits;
+    private final Scheduler io;
+    private final MeterRegistry meters;
+    private final Counter generatedTokens;
+    private final Counter cachedTokens;
+    private final Counter computedTokens;
+
+    public ChatTurns(SessionStore sessions, InferenceEngine engine, LimitsProperties limits, Scheduler storeScheduler, MeterRegistry meters) {
+        this.sessions = sessions;
+        this.engine = engine;
+        this.limits = limits;
+        this.io = storeScheduler;
+        this.meters = meters;
+        this.generatedTokens = Counter.builder("kvstash.tokens.generated").description("tokens sampled").register(meters);
+        this.cachedTokens = Counter.builder("kvstash.prompt.tokens").tag("source", "cache")
+                .description("prompt tokens whose KV came from the hot or warm tier").register(meters);
+        this.computedTokens = Counter.builder("kvstash.prompt.tokens").tag("source", "computed")
+                .description("prompt tokens prefilled").register(meters);
+    }
+
+    /** A turn that has been admitted: its events (subscribe once). */
+    public record LiveTurn(Flux<TurnEvent> events) {}
+
+    /** The reply length a request gets: its own, or the limit; more than the limit is a 400 naming it. */
+    public int maxTokens(Integer requested, String param) {
+        if (requested == null) {
+            return limits.maxTokensPerReply();
+        }
+        if (requested < 1) {
+            throw ProblemException.invalid(param, param + " must be at least 1, got " + requested);
+        }
+        if (requested > limits.maxTokensPerReply()) {
+            throw ProblemException.limit(Problem.REPLY_TOO_LONG, "kvstash.limits.max-tokens-per-reply", param,
+                    param + " " + requested + " exceeds kvstash.limits.max-tokens-per-reply = " + limits.maxTokensPerReply());
+        }
+        return requested;
+    }
+
+    /** A user turn on a stored session: appends {@code added} (rendered by {@link PlainChatTemplate}) and generates the reply. */
+    public Mono<LiveTurn> continueSession(String tenant, String sessionId, List<Message> added, SamplingParams params, int maxTokens,
+                                          List<String> stops) {
+        return Mono.fromCallable(() -> {
+            SessionRecord r = sessions.get(tenant, sessionId);
+            String text = PlainChatTemplate.continuation(r.messages().size(), added, true);
+            int[] tokens = engine.tokenizer().encode(text, r.tokens().length == 0 && engine.tokenizer().addBosByDefault(), false);
+            checkPrompt(r.tokens().length + tokens.length);
+            return start(tenant, sessionId, tokens, added, params, maxTokens, stops, true, r.tokens().length > 0, null);
+        }).subscribeOn(io);
+    }
+
+    /**
+     * A one-off completion of {@code promptText} (no session for the caller): it runs in a
+     * session made for it and deleted after, so that its chunks are content-addressed like any
+     * other: a later request of the same tenant with the same prefix resumes them from the tiers.
+     */
+    public Mono<LiveTurn> complete(String tenant, String promptText, List<Message> messages, SamplingParams params, int maxTokens,
+                                   List<String> stops) {
+        return Mono.fromCallable(() -> {
+            int[] tokens = engine.tokenizer().encode(promptText, engine.tokenizer().addBosByDefault(), false);
+            if (tokens.length == 0) {
+                throw ProblemException.invalid("prompt", "the prompt is empty");
+            }
+            checkPrompt(tokens.length);
+            String id = sessions.create(tenant).id();
+            try {
+                return start(tenant, id, tokens, messages, params, maxTokens, stops, false, false,
+                        () -> io.schedule(() -> deleteQuietly(tenant, id)));
+            } catch (RuntimeException e) {
+                deleteQuietly(tenant, id);
+                throw e;
+            }
+        }).subscribeOn(io);
+    }
+
+    /** Stores a session's opening messages (a system prompt) as tokens, without generating. */
+    public Mono<SessionRecord> prime(String tenant, String sessionId, List<Message> opening) {
+        return Mono.fromCallable(() -> {
+            String text = PlainChatTemplate.continuation(0, opening, false);
+            int[] tokens = engine.tokenizer().encode(text, engine.tokenizer().addBosByDefault(), false);
+            checkPrompt(tokens.length);
+            return sessions.begin(tenant, sessionId, tokens, opening, result -> List.of(), SamplingParams.greedy(), 0, false, null);
+        }).subscribeOn(io).flatMap(t -> Mono.fromFuture(t.result())).map(SessionStore.TurnResult::record);
+    }
+
+    private void checkPrompt(int promptTokens) {
+        if (promptTokens > limits.maxPromptTokens()) {
+            throw ProblemException.limit(Problem.PROMPT_TOO_LONG, "kvstash.limits.max-prompt-tokens", "messages",
+                    "the prompt has " + promptTokens + " tokens, more than kvstash.limits.max-prompt-tokens = " + limits.maxPromptTokens());
+        }
+        if (promptTokens >= engine.contextLength()) {
+            throw ProblemException.limit(Problem.PROMPT_TOO_LONG, "kvstash.engine.context-length", "messages",
+                    "the prompt has " + promptTokens + " tokens, leaving no room for a reply in kvstash.engine.context-length = "
+                            + engine.contextLength());
+        }
+    }
+
+    private void deleteQuietly(String tenant, String id) {
+        try {
+            sessions.delete(tenant, id);
+        } catch (RuntimeException e) {
+            System.getLogger(ChatTurns.class.getName()).log(System.Logger.Level.WARNING,
+                    "could not delete one-off session " + id + ": " + e);
+        }
+    }
+
+    private LiveTurn start(String tenant, String sessionId, int[] tokens, List<Message> added, SamplingParams params, int maxTokens,
+                           List<String> stops, boolean keepSession, boolean resumed, Runnable after) {
+        Sinks.Many<TurnEvent> sink = Sinks.many().unicast().onBackpressureBuffer();
+        StopMatcher matcher = new StopMatcher(stops == null ? List.of() : stops);
+        long started = System.nanoTime();
+        Cancel cancel = new Cancel();
+        GenerationListener listener = new GenerationListener() {
+            boolean first = true;
+
+            @Override
+            public void onToken(int token, String text) {
+                if (first) {
+                    first = false;
+                    Timer.builder("kvstash.turn.first.token").tag("resumed", Boolean.toString(resumed))
+                            .description("time from admission to the first sampled token").register(meters)
+                            .record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
+                }
+                String visible = matcher.accept(text);
+                if (!visible.isEmpty()) {
+                    sink.tryEmitNext(new TurnEvent.Delta(visible));
+                }
+                if (matcher.stopped()) {
+                    cancel.request();
+                }
+            }
+
+            @Override
+            public void onComplete(GenerationResult result) {
+                String rest = matcher.flush();
+                if (!rest.isEmpty()) {
+                    sink.tryEmitNext(new TurnEvent.Delta(rest));
+                }
+            }
+        };
+        SessionStore.Turn turn = sessions.begin(tenant, sessionId, tokens, added,
+                result -> List.of(new Message("assistant", matcher.text())), params, maxTokens, false, listener);
+        cancel.bind(turn.generation());
+        turn.result().whenComplete((r, error) -> {
+            try {
+                report(r, error, sink, matcher, keepSession ? sessionId : null);
+            } finally {
+                if (after != null) {
+                    after.run();
+                }
+            }
+        });
+        return new LiveTurn(sink.asFlux().doOnCancel(cancel::request));
+    }
+
+    private void report(SessionStore.TurnResult r, Throwable error, Sinks.Many<TurnEvent> sink, StopMatcher matcher, String sessionId) {
+        if (error != null) {
+            meters.counter("kvstash.turns", "outcome", "error").increment();
+            sink.tryEmitError(Problems.of(error));
+            return;
+        }
+        GenerationResult g = r.generation();
+        String reason = switch (g.reason()) {
+            case STOP -> "stop";
+            case LENGTH, CONTEXT -> "length";
+            case CANCELLED -> matcher.stopped() ? "stop" : "cancelled";
+            case ERROR -> "error";
+        };
+        generatedTokens.increment(g.tokens().length);
+        cachedTokens.increment(r.cachedTokens());
+        computedTokens.increment(r.computedTokens());
+        meters.counter("kvstash.turns", "outcome", reason).increment();
+        TurnOutcome outcome = new TurnOutcome(sessionId, matcher.text(), reason, r.promptTokens(),
+                g.tokens().length, r.cachedTokens(), r.hotChunks(), r.warmChunks());
+        sink.tryEmitNext(new TurnEvent.Done(outcome));
+        sink.tryEmitComplete();
+    }
+
+    /** Cancels a generation that may not have been handed back yet (a stop sequence seen on the first token). */
+    private static final class Cancel {
+        private Generation generation;
+        private boolean requested;
+
+        synchronized void bind(Generation g) {
+            generation = g;
+            if (requested) {
+                g.cancel();
+            }
+        }
+
+        synchronized void request() {
+            requested = true;
+            if (generation != null) {
+                generation.cancel();
+            }
+        }
+    }
+}

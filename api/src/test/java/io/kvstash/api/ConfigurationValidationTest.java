@@ -1,0 +1,48 @@
+package io.kvstash.api;
+
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.springframework.boot.WebApplicationType;
+import org.springframework.boot.builder.SpringApplicationBuilder;
+
+/** A bad setting stops the service at start-up with a message that names the key. */
+class ConfigurationValidationTest {
+    @TempDir
+    Path dir;
+
+    String failure(String... args) throws Exception {
+        Path model = Files.writeString(dir.resolve("not-loaded.gguf"), "never opened: validation fails first");
+        String[] all = new String[args.length + 2];
+        all[0] = "--kvstash.engine.model=" + model;
+        all[1] = "--kvstash.store.data-dir=" + dir.resolve("data");
+        System.arraycopy(args, 0, all, 2, args.length);
+        Throwable t = assertThrows(Throwable.class,
+                () -> new SpringApplicationBuilder(KvstashApplication.class).web(WebApplicationType.NONE).run(all).close());
+        StringBuilder messages = new StringBuilder();
+        for (Throwable c = t; c != null; c = c.getCause()) {
+            messages.append(c.getMessage()).append('\n');
+        }
+        return messages.toString();
+    }
+
+    @Test
+    void shouldNameTheKeyOfABadValue() throws Exception {
+        String m = failure("--kvstash.engine.threads=-1");
+        assertTrue(m.contains("kvstash.engine") && m.contains("threads"), m);
+        m = failure("--kvstash.engine.kv-format=Q3");
+        assertTrue(m.contains("kvstash.engine.kv-format"), m);
+        m = failure("--kvstash.limits.max-body-size=10B");
+        assertTrue(m.contains("kvstash.limits.max-body-size"), m);
+    }
+
+    @Test
+    void shouldNameTheModelKeyWhenTheFileIsMissing() throws Exception {
+        String m = failure("--kvstash.engine.model=" + dir.resolve("missing.gguf"));
+        assertTrue(m.contains("kvstash.engine.model"), m);
+    }
+}
