@@ -20,6 +20,9 @@ import org.springframework.test.web.reactive.server.WebTestClient;
  * end-to-end test class extends this one, so they share one application context (one model load).
  * Two tenants: {@code acme} (admin key) and {@code globex}.
  */
+// Each class closes its application context when done: the next one (QueueFullTest's, with other
+// settings) opens the same RocksDB directory, which a still-cached context would hold locked.
+@org.springframework.test.annotation.DirtiesContext(classMode = org.springframework.test.annotation.DirtiesContext.ClassMode.AFTER_CLASS)
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT)
 public abstract class ServerTest {
     public static final String MODEL = "stories15M-q8_0.gguf";
