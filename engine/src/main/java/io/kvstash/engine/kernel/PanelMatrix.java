@@ -172,7 +172,7 @@ public final class PanelMatrix {
 
     /** Floats of scratch one worker needs for {@link #multiply} on matrices of up to {@code maxCols} columns. */
     public static int scratchFloats(int maxCols) {
-        return TILE_ROWS * maxCols;
+        return TILE_ROWS * maxCols + TILE_ROWS * TOKEN_TILE;
     }
 
     /**
@@ -200,9 +200,9 @@ public final class PanelMatrix {
             int last = (valid - 1) / FL;
             if (n == 1) {
                 if (kind == Kind.CODES) {
-                    codesOneToken(x, out, outOff + r, r, last, valid);
+                    codesOneToken(x, out, outOff + r, r, last, valid, scratch);
                 } else {
-                    floatOneToken(x, out, outOff + r, r, last, valid);
+                    floatOneToken(x, out, outOff + r, r, last, valid, scratch);
                 }
                 continue;
             }
@@ -233,21 +233,13 @@ public final class PanelMatrix {
         return (long) (row / PANEL) * panelBytes + 4L * (row % PANEL);
     }
 
-    /**
-     * Stores row vector {@code lane0 / FL} of a tile; nothing past {@code valid} rows. Kept under
-     * 35 bytecodes so C2 inlines it even where it has no call-site profile (a vector argument to
-     * a call that is not inlined is boxed).
-     */
-    private static void store(FloatVector acc, float[] out, int off, int lane0, int valid) {
-        if (lane0 + FL <= valid) {
-            acc.intoArray(out, off + lane0);
-        } else if (lane0 < valid) {
-            acc.intoArray(out, off + lane0, Simd.F.indexInRange(lane0, valid));
-        }
-    }
+    // Results leave the kernels through the last TILE_ROWS x TOKEN_TILE floats of the scratch array
+    // (whole vectors, always in bounds) and System.arraycopy of the rows that are stored, rather
+    // than through a helper taking vectors: C2 may decline to inline a helper into a kernel this
+    // big (NodeCountInliningCutoff), and a vector passed to a call that is not inlined is boxed.
 
     /** Row vectors {@code 0 .. last} from row {@code r} (later ones repeat the last, unstored). */
-    private void floatOneToken(float[] x, float[] out, int off, int r, int last, int valid) {
+    private void floatOneToken(float[] x, float[] out, int off, int r, int last, int valid, float[] scratch) {
         long a0 = floatLane(r);
         long a1 = floatLane(r + Math.min(1, last) * FL);
         long a2 = floatLane(r + Math.min(2, last) * FL);
@@ -264,10 +256,12 @@ public final class PanelMatrix {
             s2 = FloatVector.fromMemorySegment(Simd.F, data, a2 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s2);
             s3 = FloatVector.fromMemorySegment(Simd.F, data, a3 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s3);
         }
-        store(s0, out, off, 0, valid);
-        store(s1, out, off, FL, valid);
-        store(s2, out, off, 2 * FL, valid);
-        store(s3, out, off, 3 * FL, valid);
+        int tile = scratch.length - TILE_ROWS * TOKEN_TILE;
+        s0.intoArray(scratch, tile);
+        s1.intoArray(scratch, tile + FL);
+        s2.intoArray(scratch, tile + 2 * FL);
+        s3.intoArray(scratch, tile + 3 * FL);
+        System.arraycopy(scratch, tile, out, off, valid);
     }
 
     /**
@@ -275,7 +269,7 @@ public final class PanelMatrix {
      * from its first lane of the 16-byte panel column, so they are always the load's low part (at
      * 128 bits the load reads 4 bytes past them; the segment is padded for the last column).
      */
-    private void codesOneToken(float[] x, float[] out, int off, int r, int last, int valid) {
+    private void codesOneToken(float[] x, float[] out, int off, int r, int last, int valid, float[] scratch) {
         int r1 = r + Math.min(1, last) * FL;
         int r2 = r + Math.min(2, last) * FL;
         int r3 = r + Math.min(3, last) * FL;
@@ -324,10 +318,12 @@ public final class PanelMatrix {
                 s3 = w3.mul(sc3).sub(of3).fma(xv, s3);
             }
         }
-        store(s0, out, off, 0, valid);
-        store(s1, out, off, FL, valid);
-        store(s2, out, off, 2 * FL, valid);
-        store(s3, out, off, 3 * FL, valid);
+        int tile = scratch.length - TILE_ROWS * TOKEN_TILE;
+        s0.intoArray(scratch, tile);
+        s1.intoArray(scratch, tile + FL);
+        s2.intoArray(scratch, tile + 2 * FL);
+        s3.intoArray(scratch, tile + 3 * FL);
+        System.arraycopy(scratch, tile, out, off, valid);
     }
 
     // ---- several tokens: a tile of weights decoded once into scratch (col, TILE_ROWS), reused per token ----
@@ -401,30 +397,39 @@ public final class PanelMatrix {
             a33 = w3.fma(b, a33);
         }
         int o = off + t0 * outStride;
-        store(a00, out, o, 0, valid);
-        store(a01, out, o, FL, valid);
-        store(a02, out, o, 2 * FL, valid);
-        store(a03, out, o, 3 * FL, valid);
+        int tile;
+        tile = w.length - TILE_ROWS * TOKEN_TILE;
+        a00.intoArray(w, tile);
+        a01.intoArray(w, tile + FL);
+        a02.intoArray(w, tile + 2 * FL);
+        a03.intoArray(w, tile + 3 * FL);
+        System.arraycopy(w, tile, out, o, valid);
         if (count > 1) {
             o += outStride;
-            store(a10, out, o, 0, valid);
-            store(a11, out, o, FL, valid);
-            store(a12, out, o, 2 * FL, valid);
-            store(a13, out, o, 3 * FL, valid);
+            tile = w.length - TILE_ROWS * TOKEN_TILE;
+            a10.intoArray(w, tile);
+            a11.intoArray(w, tile + FL);
+            a12.intoArray(w, tile + 2 * FL);
+            a13.intoArray(w, tile + 3 * FL);
+            System.arraycopy(w, tile, out, o, valid);
         }
         if (count > 2) {
             o += outStride;
-            store(a20, out, o, 0, valid);
-            store(a21, out, o, FL, valid);
-            store(a22, out, o, 2 * FL, valid);
-            store(a23, out, o, 3 * FL, valid);
+            tile = w.length - TILE_ROWS * TOKEN_TILE;
+            a20.intoArray(w, tile);
+            a21.intoArray(w, tile + FL);
+            a22.intoArray(w, tile + 2 * FL);
+            a23.intoArray(w, tile + 3 * FL);
+            System.arraycopy(w, tile, out, o, valid);
         }
         if (count > 3) {
             o += outStride;
-            store(a30, out, o, 0, valid);
-            store(a31, out, o, FL, valid);
-            store(a32, out, o, 2 * FL, valid);
-            store(a33, out, o, 3 * FL, valid);
+            tile = w.length - TILE_ROWS * TOKEN_TILE;
+            a30.intoArray(w, tile);
+            a31.intoArray(w, tile + FL);
+            a32.intoArray(w, tile + 2 * FL);
+            a33.intoArray(w, tile + 3 * FL);
+            System.arraycopy(w, tile, out, o, valid);
         }
     }
 

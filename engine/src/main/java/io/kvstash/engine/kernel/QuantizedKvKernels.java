@@ -141,7 +141,8 @@ public final class QuantizedKvKernels {
     /** Floats of scratch {@link #kiviScores} and {@link #kiviAccumulateValues} need. */
     public static int kiviScratchFloats(int chunkTokens, int d) {
         int ng = (d + G - 1) / G;
-        return Math.max((chunkTokens / G) * (d + 1), ng * (chunkTokens + 1));
+        // Plus one vector at the end for lane sums (see kiviAccumulateValues).
+        return Math.max((chunkTokens / G) * (d + 1), ng * (chunkTokens + 1)) + Math.max(1, Simd.FL);
     }
 
     /**
@@ -305,6 +306,7 @@ public final class QuantizedKvKernels {
         int mask = (1 << bits) - 1;
         long codes = block + codesOff;
         int mgAt = ng * chunkTokens;
+        int lanes = scratch.length - Simd.FL;
         int c = 0;
         // Two channels per pass: their dependent FMA chains and reductions overlap.
         for (; c + 1 < d; c += 2) {
@@ -332,8 +334,12 @@ public final class QuantizedKvKernels {
                             .fma(FloatVector.fromArray(Simd.F, scratch, w1 + t), acc1);
                 }
             }
-            out[outOff + c] += Simd.sum(acc0) + scratch[mgAt + g0];
-            out[outOff + c + 1] += Simd.sum(acc1) + scratch[mgAt + g1];
+            // Lane sums through the end of scratch: this kernel is too big for C2 to inline a helper
+            // taking the vector (which would then be boxed).
+            acc0.intoArray(scratch, lanes);
+            out[outOff + c] += Simd.sumLanes(scratch, lanes) + scratch[mgAt + g0];
+            acc1.intoArray(scratch, lanes);
+            out[outOff + c + 1] += Simd.sumLanes(scratch, lanes) + scratch[mgAt + g1];
         }
         for (; c < d; c++) {
             int g = c / G;
@@ -349,7 +355,8 @@ public final class QuantizedKvKernels {
                     acc = code.fma(FloatVector.fromArray(Simd.F, scratch, wBase + k * stride + j), acc);
                 }
             }
-            out[outOff + c] += Simd.sum(acc) + scratch[mgAt + g];
+            acc.intoArray(scratch, lanes);
+            out[outOff + c] += Simd.sumLanes(scratch, lanes) + scratch[mgAt + g];
         }
     }
 

@@ -43,21 +43,35 @@ public final class Simd {
     }
 
     /**
-     * The sum of a vector's lanes in one fixed tree order. {@code reduceLanes(ADD)} on floats may
-     * add in a different order once C2 compiles the caller than in the interpreter, so the same
-     * input could give different bits before and after warm-up; lane-wise adds of rotations give
-     * the same bits everywhere, which stored KV and bit-identical resumes depend on.
+     * The sum of a vector's lanes in one fixed tree order. {@code reduceLanes(ADD)} on floats adds
+     * in a different order once C2 compiles the caller than in the interpreter (seen here: the same
+     * prompt gave different logits before and after warm-up), and stored KV and bit-identical
+     * resumes need the same bits every time. Lane-wise adds of rotations give the same bits in every
+     * tier. Written as a chain of methods under 35 bytecodes each, so that C2 inlines them even at
+     * call sites it deems cold: a vector passed to a call that is not inlined is boxed.
      */
     public static float sum(FloatVector v) {
-        if (FL >= 16) {
-            v = v.add(v.rearrange(ROTATE_8));
+        return sum8(FL >= 16 ? v.add(v.rearrange(ROTATE_8)) : v);
+    }
+
+    /** The sum of {@code a[at .. at+FL)} in lane order: for kernels that spill a vector instead of calling {@link #sum}. */
+    public static float sumLanes(float[] a, int at) {
+        float s = 0f;
+        for (int i = 0; i < FL; i++) {
+            s += a[at + i];
         }
-        if (FL >= 8) {
-            v = v.add(v.rearrange(ROTATE_4));
-        }
-        if (FL >= 4) {
-            v = v.add(v.rearrange(ROTATE_2));
-        }
+        return s;
+    }
+
+    private static float sum8(FloatVector v) {
+        return sum4(FL >= 8 ? v.add(v.rearrange(ROTATE_4)) : v);
+    }
+
+    private static float sum4(FloatVector v) {
+        return sum2(FL >= 4 ? v.add(v.rearrange(ROTATE_2)) : v);
+    }
+
+    private static float sum2(FloatVector v) {
         return v.add(v.rearrange(ROTATE_1)).lane(0);
     }
 
