@@ -185,6 +185,28 @@ class SessionStoreTest {
     }
 
     @Test
+    void shouldWriteChunksBackOnEvictionWhenNotWritingThrough() throws Exception {
+        Path model = Tiers.model(MODEL);
+        SessionStore.Config writeBack = new SessionStore.Config(Long.MAX_VALUE, false, java.time.Duration.ofMinutes(10));
+        try (Tiers t = new Tiers(model, KvFormat.KIVI4, dir, HOT_BYTES, writeBack)) {
+            String id = t.sessions.create("acme").id();
+            SessionStore.TurnResult turn = t.sessions.turn("acme", id, tokens(t.engine, 150, 0), List.of(), SamplingParams.greedy(), 4, true, null).get();
+            assertEquals(0, t.sessions.storedChunks(), "write-back: the turn stored its record only");
+            assertEquals(0, turn.record().chunkKeys().size(), "the record lists only chunks already in the warm tier");
+            int[] next = {turn.record().tokens()[9]};
+            float[] reference = fresh(t.engine, concat(turn.record().tokens(), next));
+
+            assertEquals(2, t.hot().evictAll());
+            assertEquals(2, t.sessions.storedChunks(), "eviction wrote both chunks back");
+            assertEquals(2, t.hot().stats().writeBacks());
+            int[] sources = new int[3];
+            float[] logits = resumed(t, id, next, sources);
+            assertEquals(List.of(0, 2, 0), List.of(sources[0], sources[1], sources[2]), "chunks from the warm tier, the tail recomputed");
+            assertBitIdentical(reference, logits, "resumed after write-back");
+        }
+    }
+
+    @Test
     void shouldRefuseASecondConcurrentTurnOnOneSession() throws Exception {
         Path model = Tiers.model(MODEL);
         try (Tiers t = new Tiers(model, KvFormat.KIVI4, dir, HOT_BYTES, SessionStore.Config.defaults())) {
