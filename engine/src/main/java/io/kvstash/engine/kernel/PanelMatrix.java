@@ -397,8 +397,7 @@ public final class PanelMatrix {
             a33 = w3.fma(b, a33);
         }
         int o = off + t0 * outStride;
-        int tile;
-        tile = w.length - TILE_ROWS * TOKEN_TILE;
+        int tile = w.length - TILE_ROWS * TOKEN_TILE;
         a00.intoArray(w, tile);
         a01.intoArray(w, tile + FL);
         a02.intoArray(w, tile + 2 * FL);
@@ -406,7 +405,6 @@ public final class PanelMatrix {
         System.arraycopy(w, tile, out, o, valid);
         if (count > 1) {
             o += outStride;
-            tile = w.length - TILE_ROWS * TOKEN_TILE;
             a10.intoArray(w, tile);
             a11.intoArray(w, tile + FL);
             a12.intoArray(w, tile + 2 * FL);
@@ -415,7 +413,6 @@ public final class PanelMatrix {
         }
         if (count > 2) {
             o += outStride;
-            tile = w.length - TILE_ROWS * TOKEN_TILE;
             a20.intoArray(w, tile);
             a21.intoArray(w, tile + FL);
             a22.intoArray(w, tile + 2 * FL);
@@ -424,7 +421,6 @@ public final class PanelMatrix {
         }
         if (count > 3) {
             o += outStride;
-            tile = w.length - TILE_ROWS * TOKEN_TILE;
             a30.intoArray(w, tile);
             a31.intoArray(w, tile + FL);
             a32.intoArray(w, tile + 2 * FL);
