@@ -7,6 +7,7 @@ import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -188,12 +189,27 @@ public final class BpeTokenizer implements Tokenizer {
     @Override
     public int[] encode(String text, boolean addBos, boolean parseSpecial) {
         String source = UnpairedSurrogates.replace(text);
+        return encodeFragments(source, addBos, specialTokens.split(source, parseSpecial));
+    }
+
+    @Override
+    public int[] encode(String text, boolean addBos, List<TextRange> literalRanges) {
+        String source = UnpairedSurrogates.replace(text); // same length: the ranges still fit
+        return encodeFragments(source, addBos, specialTokens.split(source, LiteralRanges.of(literalRanges, source.length())));
+    }
+
+    @Override
+    public boolean containsControlTokenText(String text) {
+        return specialTokens.containsSpecialOnlyText(UnpairedSurrogates.replace(text));
+    }
+
+    private int[] encodeFragments(String source, boolean addBos, List<SpecialTokenSplitter.Fragment> fragments) {
         TokenIdList out = new TokenIdList(source.length() / 3 + 4);
         if (addBos) {
             out.add(roles.bos);
         }
         Session session = null;
-        for (SpecialTokenSplitter.Fragment fragment : specialTokens.split(source, parseSpecial)) {
+        for (SpecialTokenSplitter.Fragment fragment : fragments) {
             if (!fragment.isPlainText()) {
                 out.add(fragment.token());
                 continue;

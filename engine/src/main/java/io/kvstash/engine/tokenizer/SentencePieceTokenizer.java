@@ -6,6 +6,7 @@ import io.kvstash.engine.gguf.GgufFormatException;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -161,6 +162,21 @@ public final class SentencePieceTokenizer implements Tokenizer {
     @Override
     public int[] encode(String text, boolean addBos, boolean parseSpecial) {
         String source = UnpairedSurrogates.replace(text);
+        return encodeFragments(source, addBos, specialTokens.split(source, parseSpecial));
+    }
+
+    @Override
+    public int[] encode(String text, boolean addBos, List<TextRange> literalRanges) {
+        String source = UnpairedSurrogates.replace(text); // same length: the ranges still fit
+        return encodeFragments(source, addBos, specialTokens.split(source, LiteralRanges.of(literalRanges, source.length())));
+    }
+
+    @Override
+    public boolean containsControlTokenText(String text) {
+        return specialTokens.containsSpecialOnlyText(UnpairedSurrogates.replace(text));
+    }
+
+    private int[] encodeFragments(String source, boolean addBos, List<SpecialTokenSplitter.Fragment> fragments) {
         TokenIdList out = new TokenIdList(source.length() / 3 + 4);
         if (addBos) {
             out.add(bos);
@@ -168,7 +184,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
         // The text start counts as "after a special token", so the first fragment gets the space
         // prefix whether or not BOS was added; so does text right after e.g. "<s>" (llama.cpp).
         boolean afterSpecial = true;
-        for (SpecialTokenSplitter.Fragment fragment : specialTokens.split(source, parseSpecial)) {
+        for (SpecialTokenSplitter.Fragment fragment : fragments) {
             if (fragment.isPlainText()) {
                 new MergeSession(source, fragment.start(), fragment.end(), addSpacePrefix && afterSpecial).tokenize(out);
                 afterSpecial = false;

@@ -48,8 +48,31 @@ final class SpecialTokenSplitter {
         }
     }
 
+    /** Whether {@code text} holds the text of a token that only special-token parsing matches (control, unknown). */
+    boolean containsSpecialOnlyText(String text) {
+        for (int i = 0; i < ids.length; i++) {
+            if (matchedOnlyWhenParsingSpecial[i] && text.contains(texts[i])) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /** {@code text} as fragments in order; a non-empty text without special tokens is one plain fragment. */
     List<Fragment> split(String text, boolean parseSpecial) {
+        return split(text, parseSpecial, null);
+    }
+
+    /**
+     * Like {@link #split(String, boolean) split(text, true)}, except that control and unknown tokens
+     * are not matched where they would overlap one of the {@code literal} ranges: there their text
+     * stays plain text, as when special-token parsing is off.
+     */
+    List<Fragment> split(String text, LiteralRanges literal) {
+        return split(text, true, literal.isEmpty() ? null : literal);
+    }
+
+    private List<Fragment> split(String text, boolean parseSpecial, LiteralRanges literal) {
         List<Fragment> fragments = new ArrayList<>();
         if (text.isEmpty()) {
             return fragments;
@@ -61,13 +84,15 @@ final class SpecialTokenSplitter {
             }
             int first = text.indexOf(texts[i]);
             if (first >= 0) {
-                fragments = splitAt(text, fragments, ids[i], texts[i], first);
+                fragments = splitAt(text, fragments, ids[i], texts[i], first, matchedOnlyWhenParsingSpecial[i] ? literal : null);
             }
         }
         return fragments;
     }
 
-    private static List<Fragment> splitAt(String text, List<Fragment> fragments, int id, String token, int firstMatch) {
+    /** Splits the plain fragments at the occurrences of {@code token} that do not overlap {@code literal} (null: none). */
+    private static List<Fragment> splitAt(String text, List<Fragment> fragments, int id, String token, int firstMatch,
+                                          LiteralRanges literal) {
         List<Fragment> result = new ArrayList<>(fragments.size() + 2);
         int match = firstMatch; // the next occurrence at or after the search position, or -1 for none left
         for (Fragment fragment : fragments) {
@@ -79,6 +104,9 @@ final class SpecialTokenSplitter {
             while (true) {
                 if (match >= 0 && match < from) {
                     match = text.indexOf(token, from);
+                }
+                while (literal != null && match >= 0 && literal.overlaps(match, match + token.length())) {
+                    match = text.indexOf(token, match + 1);
                 }
                 if (match < 0 || match + token.length() > fragment.end()) {
                     break;

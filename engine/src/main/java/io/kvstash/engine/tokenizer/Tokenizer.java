@@ -2,6 +2,8 @@ package io.kvstash.engine.tokenizer;
 
 import io.kvstash.engine.gguf.GgufFile;
 
+import java.util.List;
+
 /**
  * Turns text into token ids and back, the way llama.cpp does for the same GGUF vocabulary, so
  * that prompts, KV-cache keys and reference data agree token for token.
@@ -21,6 +23,25 @@ public interface Tokenizer {
      *                     User-defined tokens are matched either way, as llama.cpp does.
      */
     int[] encode(String text, boolean addBos, boolean parseSpecial);
+
+    /**
+     * Tokenizes a text that is trusted except in places: control-token text is parsed everywhere but
+     * inside {@code literalRanges}, where it stays plain text (as with {@code parseSpecial} off). A
+     * chat prompt is tokenized this way, so that the template's own markers become control tokens
+     * while the messages' content cannot forge them. The text is still tokenized as a whole (no
+     * cut at the range boundaries), so where the ranges hold no control-token text the ids are
+     * exactly those of {@code encode(text, addBos, true)}.
+     *
+     * @param literalRanges ranges of {@code text}, sorted and disjoint
+     * @throws IllegalArgumentException if the ranges are not sorted and disjoint or reach past the text
+     */
+    int[] encode(String text, boolean addBos, List<TextRange> literalRanges);
+
+    /**
+     * Whether {@code text} holds the text of a control (or unknown) token, so that
+     * {@code encode(text, addBos, true)} and {@code encode(text, addBos, false)} may differ.
+     */
+    boolean containsControlTokenText(String text);
 
     /**
      * The text of {@code ids}, as llama.cpp's detokenizer gives it without special tokens: control,
