@@ -1,5 +1,6 @@
 package io.kvstash.engine;
 
+import io.kvstash.engine.chat.ChatTemplate;
 import io.kvstash.engine.gguf.GgufFile;
 import io.kvstash.engine.kernel.ComputePool;
 import io.kvstash.engine.kv.KvCache;
@@ -15,6 +16,7 @@ import io.kvstash.engine.sampling.SamplingParams;
 import io.kvstash.engine.tokenizer.TokenDecoder;
 import io.kvstash.engine.tokenizer.Tokenizer;
 import java.nio.file.Path;
+import java.util.Optional;
 import java.util.function.Function;
 
 /**
@@ -32,10 +34,12 @@ public final class InferenceEngine implements AutoCloseable {
     private final EngineOptions options;
     private final int contextLength;
     private final ModelFingerprint fingerprint;
+    private final ChatTemplate chatTemplate;
 
     private InferenceEngine(GgufFile file, LlamaModel model, Tokenizer tokenizer, ComputePool pool, KvStore kvStore,
-                            ForwardPass forward, EngineOptions options, ModelFingerprint fingerprint) {
+                            ForwardPass forward, EngineOptions options, ModelFingerprint fingerprint, ChatTemplate chatTemplate) {
         this.fingerprint = fingerprint;
+        this.chatTemplate = chatTemplate;
         this.file = file;
         this.model = model;
         this.tokenizer = tokenizer;
@@ -66,7 +70,9 @@ public final class InferenceEngine implements AutoCloseable {
             pool = new ComputePool(options.threads());
             store = stores.apply(new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), options.chunkTokens(), options.kvFormat()));
             ForwardPass forward = new ForwardPass(model, pool, options.maxBatch());
-            return new InferenceEngine(file, model, tokenizer, pool, store, forward, options, ModelFingerprint.of(file, c));
+            String template = file.getString(ChatTemplate.METADATA_KEY, null);
+            ChatTemplate chat = template == null || template.isBlank() ? null : ChatTemplate.fromGguf(file, tokenizer);
+            return new InferenceEngine(file, model, tokenizer, pool, store, forward, options, ModelFingerprint.of(file, c), chat);
         } catch (RuntimeException e) {
             if (store != null) {
                 store.close();
@@ -93,6 +99,11 @@ public final class InferenceEngine implements AutoCloseable {
     /** What stored KV chunks of this model carry, so that no other model's chunk is ever used. */
     public ModelFingerprint fingerprint() {
         return fingerprint;
+    }
+
+    /** The chat template the GGUF file carries ({@code tokenizer.chat_template}), if any. */
+    public Optional<ChatTemplate> modelChatTemplate() {
+        return Optional.ofNullable(chatTemplate);
     }
 
     /** The store every sequence's chunks come from. */

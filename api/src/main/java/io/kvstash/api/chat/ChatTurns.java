@@ -92,8 +92,15 @@ public class ChatTurns {
      */
     public Mono<LiveTurn> complete(String tenant, String promptText, List<Message> messages, SamplingParams params, int maxTokens,
                                    List<String> stops) {
+        return complete(tenant, () -> engine.tokenizer().encode(promptText, engine.tokenizer().addBosByDefault(), false), messages, params,
+                maxTokens, stops);
+    }
+
+    /** As {@link #complete(String, String, List, SamplingParams, int, List)} with the prompt's tokens made by {@code prompt}. */
+    public Mono<LiveTurn> complete(String tenant, java.util.function.Supplier<int[]> prompt, List<Message> messages, SamplingParams params,
+                                   int maxTokens, List<String> stops) {
         return Mono.fromCallable(() -> {
-            int[] tokens = engine.tokenizer().encode(promptText, engine.tokenizer().addBosByDefault(), false);
+            int[] tokens = prompt.get();
             if (tokens.length == 0) {
                 throw ProblemException.invalid("prompt", "the prompt is empty");
             }

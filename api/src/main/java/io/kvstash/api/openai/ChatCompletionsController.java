@@ -91,7 +91,14 @@ public class ChatCompletionsController {
 
         Mono<ChatTurns.LiveTurn> live;
         if (sessionId == null) {
-            live = turns.complete(tenant, PlainChatTemplate.prompt(messages), messages, sampling.toParams(), maxTokens, stops);
+            // The model's own chat template when its GGUF has one (rendered as Hugging Face's
+            // apply_chat_template would), else the documented plain format.
+            var template = sessions.engine().modelChatTemplate();
+            live = template.isPresent()
+                    ? turns.complete(tenant, () -> template.get().render(messages.stream()
+                            .map(m -> new io.kvstash.engine.chat.ChatMessage(m.role(), m.content())).toList(), true)
+                            .tokenize(sessions.engine().tokenizer()), messages, sampling.toParams(), maxTokens, stops)
+                    : turns.complete(tenant, PlainChatTemplate.prompt(messages), messages, sampling.toParams(), maxTokens, stops);
         } else {
             live = Mono.fromCallable(() -> {
                 SessionRecord r = sessions.get(tenant, sessionId);
