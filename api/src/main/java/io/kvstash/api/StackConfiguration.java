@@ -58,6 +58,12 @@ public class StackConfiguration {
         return stack.hotTier();
     }
 
+    /** How conversations become tokens: the model's chat template, or the plain format. */
+    @Bean
+    io.kvstash.api.chat.ConversationFormat conversationFormat(InferenceEngine engine) {
+        return new io.kvstash.api.chat.ConversationFormat(engine.tokenizer(), engine.modelChatTemplate());
+    }
+
     /** RocksDB reads and writes and tokenizing: never on a Netty event loop, and bounded. */
     @Bean(destroyMethod = "dispose")
     Scheduler storeScheduler() {

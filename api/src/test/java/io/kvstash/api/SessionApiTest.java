@@ -47,11 +47,14 @@ class SessionApiTest extends ServerTest {
 
     @Test
     void shouldResumeTheConversationFromCachedTokensOnTheSecondTurn() {
-        String id = createSession(ACME, "{\"system_prompt\": \"" + STORY.replace("\"", "\\\"") + "\", \"defaults\": {\"temperature\": 0}}");
+        String id = createSession(ACME, "{\"system_prompt\": \"A story told once. " + STORY.replace("\"", "\\\"") + "\", \"defaults\": {\"temperature\": 0}}");
+        int system = intOf(get("/v1/sessions/" + id, ACME).exchange().expectStatus().isOk().expectBody(JSON).returnResult().getResponseBody(),
+                "kv_tokens");
+        assertTrue(system > 64, "the system prompt is prefilled when the session is created");
         Map<String, Object> first = say(ACME, id, "{\"content\": \"Tell me what happened next.\", \"max_tokens\": 20}");
         assertEquals(id, first.get("session_id"));
         assertEquals(20, intOf(first, "usage", "completion_tokens"));
-        assertEquals(0, intOf(first, "usage", "cached_tokens"), "nothing was computed before the first turn");
+        assertEquals(system, intOf(first, "usage", "cached_tokens"), "the first turn resumes the system prompt's KV");
         String reply = (String) map(first.get("message")).get("content");
         assertFalse(reply.isBlank());
 

@@ -15,7 +15,11 @@ import io.kvstash.offload.SessionStore;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
+import io.kvstash.api.prefix.PrefixRegistry;
+import io.kvstash.offload.UnknownSessionException;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 import org.springframework.stereotype.Service;
 import reactor.core.publisher.Flux;
@@ -41,9 +45,14 @@ public class ChatTurns {
     private final Counter generatedTokens;
     private final Counter cachedTokens;
     private final Counter computedTokens;
+    private final ConversationFormat format;
+    private final PrefixRegistry prefixes;
 
-    public ChatTurns(SessionStore sessions, InferenceEngine engine, LimitsProperties limits, Scheduler storeScheduler, MeterRegistry meters) {
+    public ChatTurns(SessionStore sessions, InferenceEngine engine, LimitsProperties limits, Scheduler storeScheduler, MeterRegistry meters,
+                     ConversationFormat format, PrefixRegistry prefixes) {
         this.sessions = sessions;
+        this.format = format;
+        this.prefixes = prefixes;
         this.engine = engine;
         this.limits = limits;
         this.io = storeScheduler;
@@ -73,13 +82,15 @@ public class ChatTurns {
         return requested;
     }
 
-    /** A user turn on a stored session: appends {@code added} (rendered by {@link PlainChatTemplate}) and generates the reply. */
+    /** A user turn on a stored session: appends {@code added} (as {@link ConversationFormat} writes it) and generates the reply. */
     public Mono<LiveTurn> continueSession(String tenant, String sessionId, List<Message> added, SamplingParams params, int maxTokens,
                                           List<String> stops) {
         return Mono.fromCallable(() -> {
+            if (prefixes.isBacking(sessionId)) {
+                throw new UnknownSessionException(sessionId);
+            }
             SessionRecord r = sessions.get(tenant, sessionId);
-            String text = PlainChatTemplate.continuation(r.messages().size(), added, true);
-            int[] tokens = engine.tokenizer().encode(text, r.tokens().length == 0 && engine.tokenizer().addBosByDefault(), false);
+            int[] tokens = format.continuation(r, added);
             checkPrompt(r.tokens().length + tokens.length);
             return start(tenant, sessionId, tokens, added, params, maxTokens, stops, true, r.tokens().length > 0, null);
         }).subscribeOn(io);
@@ -96,7 +107,16 @@ public class ChatTurns {
                 maxTokens, stops);
     }
 
-    /** As {@link #complete(String, String, List, SamplingParams, int, List)} with the prompt's tokens made by {@code prompt}. */
+    /** A one-off chat completion of {@code messages}, written as {@link ConversationFormat#prompt} writes a conversation. */
+    public Mono<LiveTurn> completeChat(String tenant, List<Message> messages, SamplingParams params, int maxTokens, List<String> stops) {
+        return complete(tenant, () -> format.prompt(messages), messages, params, maxTokens, stops);
+    }
+
+    /**
+     * As {@link #complete(String, String, List, SamplingParams, int, List)} with the prompt's tokens
+     * made by {@code prompt}. When the prompt starts with one of the tenant's registered prefixes,
+     * the one-off session is a fork of the prefix's, so that its KV (pinned chunks and tail) is reused.
+     */
     public Mono<LiveTurn> complete(String tenant, java.util.function.Supplier<int[]> prompt, List<Message> messages, SamplingParams params,
                                    int maxTokens, List<String> stops) {
         return Mono.fromCallable(() -> {
@@ -105,12 +125,27 @@ public class ChatTurns {
                 throw ProblemException.invalid("prompt", "the prompt is empty");
             }
             checkPrompt(tokens.length);
-            String id = sessions.create(tenant).id();
+            String id = null;
+            int[] fresh = tokens;
+            Optional<PrefixRegistry.Match> match = prefixes.longestMatch(tenant, tokens);
+            if (match.isPresent()) {
+                try {
+                    id = sessions.fork(tenant, match.get().sessionId()).id();
+                    fresh = Arrays.copyOfRange(tokens, match.get().tokens(), tokens.length);
+                    prefixes.reused(match.get());
+                } catch (UnknownSessionException deletedMeanwhile) {
+                    fresh = tokens;
+                }
+            }
+            if (id == null) {
+                id = sessions.create(tenant).id();
+            }
+            String oneOff = id;
             try {
-                return start(tenant, id, tokens, messages, params, maxTokens, stops, false, false,
-                        () -> io.schedule(() -> deleteQuietly(tenant, id)));
+                return start(tenant, oneOff, fresh, messages, params, maxTokens, stops, false, false,
+                        () -> io.schedule(() -> deleteQuietly(tenant, oneOff)));
             } catch (RuntimeException e) {
-                deleteQuietly(tenant, id);
+                deleteQuietly(tenant, oneOff);
                 throw e;
             }
         }).subscribeOn(io);
@@ -119,8 +154,7 @@ public class ChatTurns {
     /** Stores a session's opening messages (a system prompt) as tokens, without generating. */
     public Mono<SessionRecord> prime(String tenant, String sessionId, List<Message> opening) {
         return Mono.fromCallable(() -> {
-            String text = PlainChatTemplate.continuation(0, opening, false);
-            int[] tokens = engine.tokenizer().encode(text, engine.tokenizer().addBosByDefault(), false);
+            int[] tokens = format.opening(opening);
             checkPrompt(tokens.length);
             return sessions.begin(tenant, sessionId, tokens, opening, result -> List.of(), SamplingParams.greedy(), 0, false, null);
         }).subscribeOn(io).flatMap(t -> Mono.fromFuture(t.result())).map(SessionStore.TurnResult::record);

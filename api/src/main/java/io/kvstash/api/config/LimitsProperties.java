@@ -12,13 +12,15 @@ import org.springframework.validation.annotation.Validated;
  * @param maxPromptTokens   most tokens a turn's prompt may have (the whole conversation so far plus the new message)
  * @param maxTokensPerReply most tokens one reply may ask for ({@code max_tokens}); also the default
  * @param maxBodySize       largest request body
+ * @param maxPrefixes       most shared prefixes ({@code /v1/prefixes}) one tenant may register
  */
 @Validated
 @ConfigurationProperties("kvstash.limits")
 public record LimitsProperties(
         @DefaultValue("4096") @Min(1) int maxPromptTokens,
         @DefaultValue("512") @Min(1) int maxTokensPerReply,
-        @DefaultValue("1MB") DataSize maxBodySize) {
+        @DefaultValue("1MB") DataSize maxBodySize,
+        @DefaultValue("32") @Min(0) int maxPrefixes) {
     public LimitsProperties {
         if (maxBodySize.toBytes() < 1024) {
             throw new IllegalArgumentException("kvstash.limits.max-body-size must be at least 1KB, got " + maxBodySize);

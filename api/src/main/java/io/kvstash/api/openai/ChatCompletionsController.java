@@ -1,7 +1,6 @@
 package io.kvstash.api.openai;
 
 import io.kvstash.api.chat.ChatTurns;
-import io.kvstash.api.chat.PlainChatTemplate;
 import io.kvstash.api.chat.SamplingRequest;
 import io.kvstash.api.chat.TurnEvent;
 import io.kvstash.api.chat.TurnOutcome;
@@ -93,12 +92,7 @@ public class ChatCompletionsController {
         if (sessionId == null) {
             // The model's own chat template when its GGUF has one (rendered as Hugging Face's
             // apply_chat_template would), else the documented plain format.
-            var template = sessions.engine().modelChatTemplate();
-            live = template.isPresent()
-                    ? turns.complete(tenant, () -> template.get().render(messages.stream()
-                            .map(m -> new io.kvstash.engine.chat.ChatMessage(m.role(), m.content())).toList(), true)
-                            .tokenize(sessions.engine().tokenizer()), messages, sampling.toParams(), maxTokens, stops)
-                    : turns.complete(tenant, PlainChatTemplate.prompt(messages), messages, sampling.toParams(), maxTokens, stops);
+            live = turns.completeChat(tenant, messages, sampling.toParams(), maxTokens, stops);
         } else {
             live = Mono.fromCallable(() -> {
                 SessionRecord r = sessions.get(tenant, sessionId);

@@ -9,6 +9,8 @@ import org.springframework.http.HttpStatus;
  */
 public enum Problem {
     UNKNOWN_SESSION(HttpStatus.NOT_FOUND, "unknown-session", "Unknown session", "invalid_request_error", "session_not_found"),
+    UNKNOWN_PREFIX(HttpStatus.NOT_FOUND, "unknown-prefix", "Unknown prefix", "invalid_request_error", "prefix_not_found"),
+    TOO_MANY_PREFIXES(HttpStatus.CONFLICT, "too-many-prefixes", "Prefix limit reached", "invalid_request_error", "prefix_limit_reached"),
     UNKNOWN_MODEL(HttpStatus.NOT_FOUND, "unknown-model", "Unknown model", "invalid_request_error", "model_not_found"),
     SESSION_BUSY(HttpStatus.CONFLICT, "session-busy", "Session busy", "invalid_request_error", "session_busy"),
     QUEUE_FULL(HttpStatus.TOO_MANY_REQUESTS, "queue-full", "Too many requests", "rate_limit_error", "queue_full"),

@@ -2,6 +2,7 @@ package io.kvstash.api.session;
 
 import io.kvstash.api.chat.ChatTurns;
 import io.kvstash.api.chat.TurnEvent;
+import io.kvstash.api.prefix.PrefixRegistry;
 import io.kvstash.api.problem.ProblemBodies;
 import io.kvstash.api.problem.ProblemException;
 import io.kvstash.api.problem.Problems;
@@ -52,9 +53,12 @@ public class SessionController {
     private final SessionDefaultsStore defaults;
     private final ChatTurns turns;
     private final Scheduler io;
+    private final PrefixRegistry prefixes;
 
-    public SessionController(SessionStore sessions, SessionDefaultsStore defaults, ChatTurns turns, Scheduler storeScheduler) {
+    public SessionController(SessionStore sessions, SessionDefaultsStore defaults, ChatTurns turns, Scheduler storeScheduler,
+                             PrefixRegistry prefixes) {
         this.sessions = sessions;
+        this.prefixes = prefixes;
         this.defaults = defaults;
         this.turns = turns;
         this.io = storeScheduler;
@@ -63,7 +67,7 @@ public class SessionController {
     @PostMapping
     public Mono<ResponseEntity<SessionView>> create(@RequestBody(required = false) SessionRequests.Create body, ServerWebExchange exchange) {
         String tenant = Caller.of(exchange).tenant();
-        SessionRequests.Create req = body == null ? new SessionRequests.Create(null, null) : body;
+        SessionRequests.Create req = body == null ? new SessionRequests.Create(null, null, null) : body;
         SessionDefaults d = req.defaults() == null ? SessionDefaults.NONE : req.defaults();
         d.sampling().validated();
         if (d.maxTokens() != null) {
@@ -72,8 +76,13 @@ public class SessionController {
         if (req.systemPrompt() != null && req.systemPrompt().isBlank()) {
             throw ProblemException.invalid("system_prompt", "system_prompt must not be blank (leave it out for none)");
         }
+        if (req.prefixId() != null && req.systemPrompt() != null) {
+            throw ProblemException.invalid("prefix_id", "give either prefix_id or system_prompt, not both (put the system prompt in the prefix)");
+        }
         Mono<SessionRecord> created = Mono.fromCallable(() -> {
-            SessionRecord r = sessions.create(tenant);
+            SessionRecord r = req.prefixId() != null
+                    ? sessions.fork(tenant, prefixes.sessionOf(tenant, req.prefixId()))
+                    : sessions.create(tenant);
             defaults.put(r.id(), d);
             return r;
         }).subscribeOn(io);
@@ -102,7 +111,7 @@ public class SessionController {
             List<SessionSummary> page = new ArrayList<>();
             boolean more = false;
             for (String id : ids) {
-                if (after != null && id.compareTo(after) <= 0) {
+                if ((after != null && id.compareTo(after) <= 0) || prefixes.isBacking(id)) {
                     continue;
                 }
                 if (page.size() == limit) {
@@ -127,6 +136,7 @@ public class SessionController {
     @PostMapping(value = "/{id}/messages")
     public Mono<ResponseEntity<?>> post(@PathVariable String id, @RequestBody SessionRequests.Post body, ServerWebExchange exchange) {
         String tenant = Caller.of(exchange).tenant();
+        conversation(id);
         String role = body.role() == null ? "user" : body.role();
         if (!ROLES.contains(role)) {
             throw ProblemException.invalid("role", "role must be one of " + ROLES + ", got '" + role + "'");
@@ -164,6 +174,7 @@ public class SessionController {
     @PostMapping("/{id}/fork")
     public Mono<ResponseEntity<SessionView>> fork(@PathVariable String id, ServerWebExchange exchange) {
         String tenant = Caller.of(exchange).tenant();
+        conversation(id);
         return Mono.fromCallable(() -> {
             SessionRecord copy = sessions.fork(tenant, id);
             defaults.put(copy.id(), defaults.get(id));
@@ -176,6 +187,7 @@ public class SessionController {
     @PostMapping("/{id}/offload")
     public Mono<ResidencyView> offload(@PathVariable String id, ServerWebExchange exchange) {
         String tenant = Caller.of(exchange).tenant();
+        conversation(id);
         return Mono.fromCallable(() -> ResidencyView.of(sessions.offload(tenant, id))).subscribeOn(io);
     }
 
@@ -183,19 +195,29 @@ public class SessionController {
     @PostMapping("/{id}/restore")
     public Mono<ResidencyView> restore(@PathVariable String id, ServerWebExchange exchange) {
         String tenant = Caller.of(exchange).tenant();
+        conversation(id);
         return Mono.fromCallable(() -> ResidencyView.of(sessions.restore(tenant, id))).subscribeOn(io);
     }
 
     @DeleteMapping("/{id}")
     public Mono<ResponseEntity<Void>> delete(@PathVariable String id, ServerWebExchange exchange) {
         String tenant = Caller.of(exchange).tenant();
+        conversation(id);
         return Mono.fromRunnable(() -> {
             sessions.delete(tenant, id);
             defaults.remove(id);
         }).subscribeOn(io).then(Mono.just(ResponseEntity.noContent().<Void>build()));
     }
 
+    /** Sessions that back a prefix are not conversations: the sessions API does not know them. */
+    private void conversation(String id) {
+        if (prefixes.isBacking(id)) {
+            throw new UnknownSessionException(id);
+        }
+    }
+
     private Mono<SessionView> view(String tenant, String id) {
+        conversation(id);
         return Mono.fromCallable(() -> {
             SessionRecord r = sessions.get(tenant, id);
             return SessionView.of(r, sessions.residency(tenant, id), defaults.get(id));

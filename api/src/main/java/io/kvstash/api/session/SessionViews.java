@@ -23,7 +23,7 @@ public final class SessionViews {
      * or some were dropped (its next turn recomputes them).
      */
     public record ResidencyView(String tier, int hotChunks, int warmChunks, int missingChunks, long hotBytes, long warmBytes) {
-        static ResidencyView of(SessionStore.Residency r) {
+        public static ResidencyView of(SessionStore.Residency r) {
             int total = r.hotChunks() + r.warmChunks() + r.missingChunks();
             String tier = total == 0 || r.missingChunks() > 0 ? "none" : r.warmChunks() == 0 ? "hot" : "warm";
             return new ResidencyView(tier, r.hotChunks(), r.warmChunks(), r.missingChunks(), r.hotBytes(), r.warmBytes());

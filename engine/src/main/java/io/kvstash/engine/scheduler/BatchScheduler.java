@@ -107,6 +107,7 @@ public final class BatchScheduler implements AutoCloseable {
     /**
      * Queues a sequence: prefill {@code prompt}, then sample up to {@code maxTokens} tokens (fewer
      * at an end-of-generation token unless {@code ignoreEndOfGeneration}, or at the context length).
+     * With {@code maxTokens} 0 the sequence only prefills: its result is the prompt's KV.
      *
      * @throws QueueFullException        when the queue of waiting sequences is full
      * @throws IllegalStateException     after {@link #close()}
@@ -262,10 +263,6 @@ public final class BatchScheduler implements AutoCloseable {
             finish(s, StopReason.CANCELLED, null);
             return;
         }
-        if (s.maxTokens == 0) {
-            finish(s, StopReason.LENGTH, null);
-            return;
-        }
         try {
             if (s.cache == null) {
                 s.cache = engine.newSequence();
@@ -320,7 +317,7 @@ public final class BatchScheduler implements AutoCloseable {
                 n += take;
                 budget -= take;
                 s.inStep = take;
-                if (pos + take == s.prompt.length) {
+                if (pos + take == s.prompt.length && s.maxTokens > 0) {
                     logitTokens[rows] = n - 1;
                     logitSeqs[rows++] = s;
                 }
@@ -340,10 +337,14 @@ public final class BatchScheduler implements AutoCloseable {
         } finally {
             Arrays.fill(stepCaches, 0, n, null);
         }
-        for (int i = 0; i < active.size(); i++) {
+        for (int i = active.size() - 1; i >= 0; i--) {
             Seq s = active.get(i);
             s.prefilled += s.inStep;
             s.inStep = 0;
+            if (s.maxTokens == 0 && s.prefilled == s.prompt.length) {
+                // Prefill only: the prompt's KV is the result.
+                finish(s, StopReason.LENGTH, null);
+            }
         }
         for (int r = 0; r < rows; r++) {
             Seq s = logitSeqs[r];

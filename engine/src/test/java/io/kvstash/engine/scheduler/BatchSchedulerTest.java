@@ -195,6 +195,28 @@ class BatchSchedulerTest {
         }
     }
 
+    @Test
+    void shouldOnlyPrefillWhenNoTokensAreAskedForAndContinueFromThatKv() throws Exception {
+        try (InferenceEngine e = open(tiny, KvFormat.KIVI4); BatchScheduler s = new BatchScheduler(e)) {
+            for (int[] prompt : tinyPrompts(e)) {
+                if (prompt.length < 2) {
+                    continue;
+                }
+                int[] all = e.generate(prompt, SamplingParams.greedy(), 12, text -> true).tokens();
+                int[] expected = Arrays.copyOfRange(all, prompt.length, all.length);
+                try (io.kvstash.engine.kv.KvCache cache = e.newSequence()) {
+                    int[] head = Arrays.copyOf(prompt, prompt.length - 1);
+                    GenerationResult only = await(s.submit(cache, head, SamplingParams.greedy(), 0, false, null));
+                    assertEquals(StopReason.LENGTH, only.reason());
+                    assertEquals(0, only.tokens().length);
+                    assertEquals(head.length, cache.length(), "the prompt's KV is computed");
+                    GenerationResult rest = await(s.submit(cache, prompt, SamplingParams.greedy(), 12, false, null));
+                    assertArrayEquals(expected, rest.tokens(), "continuing from the prefilled KV, prompt of " + prompt.length);
+                }
+            }
+        }
+    }
+
     private static void assertFalse(boolean b) {
         assertTrue(!b);
     }
