@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
 @Command(name = "kvstash", mixinStandardHelpOptions = true, version = "kvstash 0.1.0",
         description = "LLM chat sessions on CPU with a tiered, quantized, persistent KV cache.",
         subcommands = {GenerateCommand.class, TokenizeCommand.class, PerplexityCommand.class, BenchCommand.class, BenchResumeCommand.class,
-                CommandLine.HelpCommand.class})
+                BenchServeCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     public static final int EXIT_BAD_INPUT = 2;
 

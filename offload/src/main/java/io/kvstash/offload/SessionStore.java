@@ -39,6 +39,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Function;
 
 /**
@@ -108,6 +109,9 @@ public final class SessionStore implements AutoCloseable {
     private final ChunkHeader header;
     private final ExecutorService persister;
     private final Map<String, Boolean> busy = new ConcurrentHashMap<>();
+    // Chunks turns asked the warm tier for: read and used, or absent (the hot tier counts its own).
+    private final LongAdder warmChunkHits = new LongAdder();
+    private final LongAdder warmChunkMisses = new LongAdder();
 
     // Bookkeeping of the warm tier, rebuilt from the records at open; guarded by "this".
     private final Map<ChunkKey, Integer> refs = new HashMap<>();
@@ -425,6 +429,16 @@ public final class SessionStore implements AutoCloseable {
         return refs.size();
     }
 
+    /** Chunks that turns resumed from the warm tier (since this store was opened). */
+    public long warmHits() {
+        return warmChunkHits.sum();
+    }
+
+    /** Chunks that turns looked for in the warm tier and did not get there (since this store was opened). */
+    public long warmMisses() {
+        return warmChunkMisses.sum();
+    }
+
     // ---- a turn ------------------------------------------------------------------------------
 
     record Resumed(KvCache cache, int hotChunks, int warmChunks, int tailTokens) {}
@@ -458,6 +472,8 @@ public final class SessionStore implements AutoCloseable {
                     warmHits++;
                     i++;
                 }
+                warmChunkHits.add(warmHits);
+                warmChunkMisses.add(want.size() - warmHits);
             }
             int tailTokens = 0;
             int filled = r.kvLength() % chunkTokens;

@@ -31,6 +31,8 @@ public class KvstashMetrics implements MeterBinder {
         Gauge.builder("kvstash.tier.chunks", sessions, SessionStore::storedChunks).tag("tier", "warm").register(r);
         FunctionCounter.builder("kvstash.tier.lookups", hot, h -> h.stats().hits()).tag("tier", "hot").tag("result", "hit").register(r);
         FunctionCounter.builder("kvstash.tier.lookups", hot, h -> h.stats().misses()).tag("tier", "hot").tag("result", "miss").register(r);
+        FunctionCounter.builder("kvstash.tier.lookups", sessions, SessionStore::warmHits).tag("tier", "warm").tag("result", "hit").register(r);
+        FunctionCounter.builder("kvstash.tier.lookups", sessions, SessionStore::warmMisses).tag("tier", "warm").tag("result", "miss").register(r);
         FunctionCounter.builder("kvstash.tier.evictions", hot, h -> h.stats().evictions()).tag("tier", "hot").register(r);
         FunctionCounter.builder("kvstash.tier.write.backs", hot, h -> h.stats().writeBacks()).tag("tier", "hot").register(r);
         Gauge.builder("kvstash.scheduler.queue", scheduler, BatchScheduler::waiting).description("sequences waiting for admission").register(r);
