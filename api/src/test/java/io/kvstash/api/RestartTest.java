@@ -178,4 +178,30 @@ class RestartTest {
         assertEquals(1.0, sample(scraped, "kvstash_turn_first_token_seconds_count", "resumed=\"true\""));
         assertEquals(5 + 2, ((List<?>) session(c, ServerTest.ACME, id).get("messages")).size(), "system and three user/assistant pairs");
     }
+
+    @Test
+    void shouldPinARegisteredPrefixAgainAfterARestart() {
+        WebTestClient c = start();
+        Map<String, Object> prefix = c.post().uri("/v1/prefixes").header("Authorization", "Bearer " + ServerTest.ACME)
+                .contentType(MediaType.APPLICATION_JSON).bodyValue(Map.of("messages", List.of(Map.of("role", "system", "content", ServerTest.STORY))))
+                .exchange().expectStatus().isCreated().expectBody(JSON).returnResult().getResponseBody();
+        String id = (String) prefix.get("id");
+        int pinned = ((Number) prefix.get("pinned_chunks")).intValue();
+        assertTrue(pinned >= 1, prefix.toString());
+
+        app.close();
+        app = null;
+        c = start();
+
+        Map<String, Object> again = c.get().uri("/v1/prefixes/" + id).header("Authorization", "Bearer " + ServerTest.ACME)
+                .exchange().expectStatus().isOk().expectBody(JSON).returnResult().getResponseBody();
+        assertEquals(pinned, ((Number) again.get("pinned_chunks")).intValue(), "loaded from the warm tier and pinned at start-up: " + again);
+        assertEquals("hot", map(again.get("residency")).get("tier"));
+        Map<String, Object> s = c.post().uri("/v1/sessions").header("Authorization", "Bearer " + ServerTest.ACME)
+                .contentType(MediaType.APPLICATION_JSON).bodyValue(Map.of("prefix_id", id))
+                .exchange().expectStatus().isCreated().expectBody(JSON).returnResult().getResponseBody();
+        Map<String, Object> turn = say(c, ServerTest.ACME, (String) s.get("id"), QUESTIONS.get(0));
+        assertEquals(pinned, usage(turn, "hot_chunks"), "the prefix's chunks came from memory: " + turn);
+        assertTrue(usage(turn, "cached_tokens") >= ((Number) prefix.get("token_count")).intValue() - 1, turn.toString());
+    }
 }
