@@ -76,6 +76,10 @@ class PrefixApiTest extends ServerTest {
                 .getResponseBody();
         assertTrue(metrics.lines().anyMatch(l -> l.startsWith("kvstash_prefix_reused_tokens_total") && !l.endsWith(" 0.0")),
                 "prefix reuse is counted");
+        for (String meter : List.of("kvstash_scheduler_running", "kvstash_scheduler_queue", "kvstash_prefix_pinned_bytes", "kvstash_prefixes",
+                "kvstash_turn_first_token_seconds", "kvstash_tier_lookups_total", "kvstash_tier_evictions_total")) {
+            assertTrue(metrics.contains(meter), meter + " is exported");
+        }
 
         // Listing and tenancy.
         List<?> mine = (List<?>) get("/v1/prefixes", ACME).exchange().expectStatus().isOk().expectBody(JSON).returnResult()

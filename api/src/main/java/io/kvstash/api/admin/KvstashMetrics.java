@@ -36,5 +36,7 @@ public class KvstashMetrics implements MeterBinder {
         FunctionCounter.builder("kvstash.tier.evictions", hot, h -> h.stats().evictions()).tag("tier", "hot").register(r);
         FunctionCounter.builder("kvstash.tier.write.backs", hot, h -> h.stats().writeBacks()).tag("tier", "hot").register(r);
         Gauge.builder("kvstash.scheduler.queue", scheduler, BatchScheduler::waiting).description("sequences waiting for admission").register(r);
+        Gauge.builder("kvstash.scheduler.running", scheduler, BatchScheduler::running)
+                .description("sequences in flight: the batch each decode step runs").register(r);
     }
 }

@@ -61,6 +61,8 @@ public final class BatchScheduler implements AutoCloseable {
 
     // Scheduling thread only.
     private final List<Seq> active = new ArrayList<>();
+    /** {@code active.size()} for other threads (the list itself is the scheduling thread's). */
+    private volatile int running;
     private final KvCache[] stepCaches;
     private final int[] stepTokens;
     private final int[] logitTokens;
@@ -177,6 +179,11 @@ public final class BatchScheduler implements AutoCloseable {
         return handle;
     }
 
+    /** Sequences in flight: prefilling or decoding in the current steps, i.e. the batch size (a snapshot). */
+    public int running() {
+        return running;
+    }
+
     /** Sequences submitted and not yet admitted (a snapshot). */
     public int waiting() {
         return pending.size();
@@ -277,6 +284,7 @@ public final class BatchScheduler implements AutoCloseable {
             return;
         }
         active.add(s);
+        running = active.size();
     }
 
     private void step() {
@@ -389,6 +397,7 @@ public final class BatchScheduler implements AutoCloseable {
         }
         s.finished = true;
         active.remove(s);
+        running = active.size();
         long kvBytes = 0;
         int kvPositions = 0;
         if (s.cache != null) {
