@@ -81,6 +81,9 @@ public class PrefixRegistry implements AutoCloseable {
     private final Map<String, List<KvChunk>> pins = new LinkedHashMap<>();
     private final Set<String> backing = ConcurrentHashMap.newKeySet();
     private long pinnedBytes;
+    /** Bytes and prefixes of registrations still prefilling, counted against the limits. */
+    private long reservedBytes;
+    private final Map<String, Integer> registering = new java.util.HashMap<>();
     private boolean closed;
 
     public PrefixRegistry(SessionStore sessions, WarmStore warm, JsonMapper json, ConversationFormat format, LimitsProperties limits,
@@ -161,18 +164,31 @@ public class PrefixRegistry implements AutoCloseable {
         long wantBytes = (long) (ids.length / chunkTokens) * chunkBytes;
         synchronized (this) {
             checkOpen();
-            long owned = entries.values().stream().filter(e -> e.tenant().equals(tenant)).count();
+            long owned = entries.values().stream().filter(e -> e.tenant().equals(tenant)).count() + registering.getOrDefault(tenant, 0);
             if (owned >= limits.maxPrefixes()) {
                 throw ProblemException.limit(Problem.TOO_MANY_PREFIXES, "kvstash.limits.max-prefixes", null,
                         "this tenant already has " + owned + " prefixes, the most kvstash.limits.max-prefixes = " + limits.maxPrefixes()
                                 + " allows; delete one first");
             }
-            if (pinnedBytes + wantBytes > maxPinned) {
+            if (pinnedBytes + reservedBytes + wantBytes > maxPinned) {
                 throw ProblemException.limit(Problem.TOO_MANY_PREFIXES, "kvstash.kv.max-pinned", null,
                         "pinning this prefix (" + wantBytes + " bytes) would take the prefixes past kvstash.kv.max-pinned = " + maxPinned
-                                + " bytes (" + pinnedBytes + " pinned now); delete a prefix first");
+                                + " bytes (" + (pinnedBytes + reservedBytes) + " pinned now); delete a prefix first");
+            }
+            reservedBytes += wantBytes;
+            registering.merge(tenant, 1, Integer::sum);
+        }
+        try {
+            return prefill(tenant, name, text, messages, ids);
+        } finally {
+            synchronized (this) {
+                reservedBytes -= wantBytes;
+                registering.merge(tenant, -1, (a, b) -> a + b == 0 ? null : a + b);
             }
         }
+    }
+
+    private Prefix prefill(String tenant, String name, String text, List<Message> messages, int[] ids) {
         SessionRecord s = sessions.create(tenant);
         try {
             backing.add(s.id());
