@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
 @Command(name = "kvstash", mixinStandardHelpOptions = true, version = "kvstash 0.1.0",
         description = "LLM chat sessions on CPU with a tiered, quantized, persistent KV cache.",
         subcommands = {GenerateCommand.class, TokenizeCommand.class, PerplexityCommand.class, BenchCommand.class, BenchResumeCommand.class,
-                CommandLine.HelpCommand.class})
+                ConvertLlama2cCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     public static final int EXIT_BAD_INPUT = 2;
 
@@ -56,6 +56,7 @@ public final class Main implements Runnable {
         return e instanceof IllegalArgumentException
                 || e instanceof io.kvstash.engine.gguf.GgufFormatException
                 || e instanceof io.kvstash.engine.model.ModelFormatException
+                || e instanceof io.kvstash.engine.convert.Llama2cFormatException
                 || e instanceof io.kvstash.engine.ContextOverflowException
                 || e instanceof java.io.IOException;
     }

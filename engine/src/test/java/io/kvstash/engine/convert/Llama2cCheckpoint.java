@@ -19,15 +19,15 @@ import java.util.Random;
  * writes it. Built from random numbers or from the F32 tensors of a GGUF file, so tests can
  * produce {@code model.bin} and {@code tokenizer.bin} files without downloading any.
  */
-record Llama2cCheckpoint(Llama2cHeader header, float[] tokenEmbedding, float[] rmsAtt, float[] wq, float[] wk, float[] wv,
+public record Llama2cCheckpoint(Llama2cHeader header, float[] tokenEmbedding, float[] rmsAtt, float[] wq, float[] wk, float[] wv,
                          float[] wo, float[] rmsFfn, float[] w1, float[] w2, float[] w3, float[] rmsFinal, float[] wcls) {
 
     /** The classifier: {@code wcls}, or the embedding when they are shared. */
-    float[] classifier() {
+    public float[] classifier() {
         return header.sharedClassifier() ? tokenEmbedding : wcls;
     }
 
-    static Llama2cCheckpoint random(Llama2cHeader h, long seed) {
+    public static Llama2cCheckpoint random(Llama2cHeader h, long seed) {
         Random r = new Random(seed);
         int d = h.dim();
         int l = h.layers();
@@ -42,7 +42,7 @@ record Llama2cCheckpoint(Llama2cHeader header, float[] tokenEmbedding, float[] r
     }
 
     /** The F32 weights of a llama GGUF, as llama2.c holds them; {@code output.weight} becomes {@code wcls} when present. */
-    static Llama2cCheckpoint fromGguf(GgufFile f) {
+    public static Llama2cCheckpoint fromGguf(GgufFile f) {
         int d = f.getInt("llama.embedding_length");
         int layers = f.getInt("llama.block_count");
         int heads = f.getInt("llama.attention.head_count");
@@ -79,7 +79,7 @@ record Llama2cCheckpoint(Llama2cHeader header, float[] tokenEmbedding, float[] r
     }
 
     /** The checkpoint file: header (vocab_size negative when the classifier is not shared), weights, rope tables, wcls. */
-    byte[] modelBytes() {
+    public byte[] modelBytes() {
         Llama2cHeader h = header;
         ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(h.checkpointBytes())).order(ByteOrder.LITTLE_ENDIAN);
         b.putInt(h.dim()).putInt(h.hiddenDim()).putInt(h.layers()).putInt(h.heads()).putInt(h.kvHeads())
@@ -106,7 +106,7 @@ record Llama2cCheckpoint(Llama2cHeader header, float[] tokenEmbedding, float[] r
         return b.array();
     }
 
-    Path writeModel(Path file) throws IOException {
+    public Path writeModel(Path file) throws IOException {
         return Files.write(file, modelBytes());
     }
 
@@ -121,7 +121,7 @@ record Llama2cCheckpoint(Llama2cHeader header, float[] tokenEmbedding, float[] r
      * it: "▁" as a space, BOS and EOS as {@code "\n<s>\n"} and {@code "\n</s>\n"}, and with
      * {@code charBytePieces} (its first version) the pieces {@code <0xNN>} as the character U+00NN.
      */
-    static byte[] tokenizerBytes(String[] pieces, float[] scores, boolean charBytePieces) {
+    public static byte[] tokenizerBytes(String[] pieces, float[] scores, boolean charBytePieces) {
         byte[][] encoded = new byte[pieces.length][];
         int max = 0;
         for (int id = 0; id < pieces.length; id++) {
