@@ -10,6 +10,8 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "kvstash", mixinStandardHelpOptions = true, version = "kvstash 0.1.0",
         description = "LLM chat sessions on CPU with a tiered, quantized, persistent KV cache.",
+        footer = {"", "The HTTP service starts with ./kvstash serve [--model FILE] [--port N] [--data DIR] [--KEY=VALUE ...]"
+                + " (./kvstash serve --help)."},
         subcommands = {GenerateCommand.class, TokenizeCommand.class, PerplexityCommand.class, BenchCommand.class, BenchResumeCommand.class,
                 ConvertLlama2cCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
