@@ -10,6 +10,7 @@ import io.kvstash.offload.HotTier;
 import io.kvstash.offload.SessionStore;
 import io.kvstash.persistence.WarmStore;
 import io.kvstash.persistence.WarmStoreConfig;
+import java.nio.file.Path;
 
 /**
  * The engine on its hot tier, the batch scheduler, the warm store and the session layer, opened in
@@ -24,14 +25,15 @@ public final class ServingStack implements AutoCloseable {
     private final SessionStore sessions;
     private boolean closed;
 
-    public ServingStack(EngineProperties e, KvProperties kv, StoreProperties store) {
+    /** Opens {@code model} (the configured file or the demo model) with the settings of {@code e}. */
+    public ServingStack(EngineProperties e, Path model, KvProperties kv, StoreProperties store) {
         EngineOptions options = EngineOptions.defaults()
                 .withThreads(e.threadsOrCores())
                 .withContextLength(e.contextLength())
                 .withKvFormat(e.kvFormat())
                 .withMaxBatch(e.maxBatch());
         long hotBytes = kv.hotCapacity().toBytes();
-        engine = InferenceEngine.open(e.model(), options, g -> new HotTier(g, hotBytes));
+        engine = InferenceEngine.open(model, options, g -> new HotTier(g, hotBytes));
         BatchScheduler s = null;
         WarmStore w = null;
         try {

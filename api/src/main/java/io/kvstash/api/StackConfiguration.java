@@ -4,11 +4,13 @@ import io.kvstash.api.config.EngineProperties;
 import io.kvstash.api.config.KvProperties;
 import io.kvstash.api.config.LimitsProperties;
 import io.kvstash.api.config.StoreProperties;
+import io.kvstash.api.demo.DemoModel;
 import io.kvstash.engine.InferenceEngine;
 import io.kvstash.engine.scheduler.BatchScheduler;
 import io.kvstash.offload.HotTier;
 import io.kvstash.offload.SessionStore;
 import io.kvstash.persistence.WarmStore;
+import java.nio.file.Path;
 import java.time.Duration;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
@@ -26,11 +28,15 @@ import reactor.core.scheduler.Schedulers;
 @Configuration(proxyBeanMethods = false)
 public class StackConfiguration {
 
-    /** Takes every kvstash.* record, so that all of them are bound and validated before the model is opened. */
+    /**
+     * Takes every kvstash.* record, so that all of them are bound and validated before the model is
+     * opened (or, with no model configured, the demo model fetched).
+     */
     @Bean(destroyMethod = "close")
     ServingStack servingStack(EngineProperties engine, KvProperties kv, StoreProperties store, LimitsProperties limits,
                               io.kvstash.api.config.SecurityProperties security) {
-        return new ServingStack(engine, kv, store);
+        Path model = engine.model() != null ? engine.model() : new DemoModel(store.dataDir().resolve("models")).resolve();
+        return new ServingStack(engine, model, kv, store);
     }
 
     @Bean(destroyMethod = "")

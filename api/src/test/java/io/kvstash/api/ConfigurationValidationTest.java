@@ -1,5 +1,6 @@
 package io.kvstash.api;
 
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -17,10 +18,16 @@ class ConfigurationValidationTest {
 
     String failure(String... args) throws Exception {
         Path model = Files.writeString(dir.resolve("not-loaded.gguf"), "never opened: validation fails first");
-        String[] all = new String[args.length + 2];
+        String[] all = new String[args.length + 1];
         all[0] = "--kvstash.engine.model=" + model;
-        all[1] = "--kvstash.store.data-dir=" + dir.resolve("data");
-        System.arraycopy(args, 0, all, 2, args.length);
+        System.arraycopy(args, 0, all, 1, args.length);
+        return failureWithoutModel(all);
+    }
+
+    String failureWithoutModel(String... args) {
+        String[] all = new String[args.length + 1];
+        all[0] = "--kvstash.store.data-dir=" + dir.resolve("data");
+        System.arraycopy(args, 0, all, 1, args.length);
         Throwable t = assertThrows(Throwable.class,
                 () -> new SpringApplicationBuilder(KvstashApplication.class).web(WebApplicationType.NONE).run(all).close());
         StringBuilder messages = new StringBuilder();
@@ -44,5 +51,12 @@ class ConfigurationValidationTest {
     void shouldNameTheModelKeyWhenTheFileIsMissing() throws Exception {
         String m = failure("--kvstash.engine.model=" + dir.resolve("missing.gguf"));
         assertTrue(m.contains("kvstash.engine.model"), m);
+    }
+
+    @Test
+    void shouldNameTheModelKeyWhenNoModelIsSetAndTheDemoModelIsOff() {
+        String m = failureWithoutModel("--kvstash.engine.demo-model=false");
+        assertTrue(m.contains("kvstash.engine.model is not set (and kvstash.engine.demo-model is false)"), m);
+        assertFalse(Files.exists(dir.resolve("data").resolve("models")), "no fetch was attempted");
     }
 }

@@ -10,8 +10,10 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "kvstash", mixinStandardHelpOptions = true, version = "kvstash 0.1.0",
         description = "LLM chat sessions on CPU with a tiered, quantized, persistent KV cache.",
+        footer = {"", "The HTTP service starts with ./kvstash serve [--model FILE] [--port N] [--data DIR] [--KEY=VALUE ...]"
+                + " (./kvstash serve --help)."},
         subcommands = {GenerateCommand.class, TokenizeCommand.class, PerplexityCommand.class, BenchCommand.class, BenchResumeCommand.class,
-                BenchServeCommand.class, CommandLine.HelpCommand.class})
+                BenchServeCommand.class, ConvertLlama2cCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     public static final int EXIT_BAD_INPUT = 2;
 
@@ -56,6 +58,7 @@ public final class Main implements Runnable {
         return e instanceof IllegalArgumentException
                 || e instanceof io.kvstash.engine.gguf.GgufFormatException
                 || e instanceof io.kvstash.engine.model.ModelFormatException
+                || e instanceof io.kvstash.engine.convert.Llama2cFormatException
                 || e instanceof io.kvstash.engine.ContextOverflowException
                 || e instanceof java.io.IOException;
     }

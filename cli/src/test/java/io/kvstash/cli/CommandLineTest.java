@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.kvstash.engine.convert.Llama2cCheckpoint;
 import io.kvstash.engine.gguf.GgufFile;
 import io.kvstash.engine.testing.TestModels;
 import io.kvstash.engine.tokenizer.Tokenizer;
@@ -128,6 +129,68 @@ class CommandLineTest {
         JsonNode json = new ObjectMapper().readTree(r.out());
         assertEquals(5.0443, json.get("ppl").asDouble(), 0.005 * 5.0443);
         assertEquals(14 * 63, json.get("tokens").asInt());
+    }
+
+    /** stories260K written out in llama2.c's format, converted both ways (files, emscripten package), then used. */
+    @Test
+    void shouldConvertLlama2cCheckpointWhenGivenFilesOrAnEmscriptenPackage(@TempDir Path dir) throws Exception {
+        byte[] model;
+        byte[] tokenizer;
+        try (GgufFile f = GgufFile.open(TestModels.model("stories260K-f32.gguf"))) {
+            model = Llama2cCheckpoint.fromGguf(f).modelBytes();
+            tokenizer = Llama2cCheckpoint.tokenizerBytes(f.getStringArray("tokenizer.ggml.tokens"), f.getFloatArray("tokenizer.ggml.scores"), true);
+        }
+        Path modelBin = Files.write(dir.resolve("model.bin"), model);
+        Path tokenizerBin = Files.write(dir.resolve("tokenizer.bin"), tokenizer);
+        Path fromFiles = dir.resolve("stories260K.gguf");
+        Run r = run("convert-llama2c", "--checkpoint", modelBin.toString(), "--tokenizer", tokenizerBin.toString(), "--out", fromFiles.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().startsWith(fromFiles + ": dim 64, hidden_dim 172, n_layers 5"), r.out());
+        try (GgufFile f = GgufFile.open(fromFiles)) {
+            assertEquals("stories260K", f.getString("general.name"));
+        }
+
+        byte[] packed = new byte[model.length + tokenizer.length];
+        System.arraycopy(model, 0, packed, 0, model.length);
+        System.arraycopy(tokenizer, 0, packed, model.length, tokenizer.length);
+        Path data = Files.write(dir.resolve("llama2.data"), packed);
+        Path js = Files.writeString(dir.resolve("llama2.js"), "loadPackage({\"files\":[{\"filename\":\"/model.bin\",\"start\":0,\"end\":"
+                + model.length + "},{\"filename\":\"/tokenizer.bin\",\"start\":" + model.length + ",\"end\":" + packed.length
+                + "}],\"remote_package_size\":" + packed.length + "})");
+        Path fromPackage = dir.resolve("packed.gguf");
+        r = run("convert-llama2c", "--emscripten-data", data.toString(), "--emscripten-js", js.toString(), "-o", fromPackage.toString(),
+                "--name", "stories260K");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(java.util.Arrays.equals(Files.readAllBytes(fromFiles), Files.readAllBytes(fromPackage)), "same GGUF either way");
+
+        Run tokens = run("tokenize", "--model", fromPackage.toString(), "--text", "Once upon a time");
+        Run original = run("tokenize", "--model", TestModels.model("stories260K-f32.gguf").toString(), "--text", "Once upon a time");
+        assertEquals(0, tokens.code(), tokens.err());
+        assertEquals(original.out(), tokens.out());
+    }
+
+    @Test
+    void shouldExitTwoWithOneLineWhenConversionInputIsBad(@TempDir Path dir) throws Exception {
+        Path junk = Files.write(dir.resolve("junk.bin"), "not a checkpoint at all, just text".getBytes());
+        Path out = dir.resolve("out.gguf");
+        Run missing = run("convert-llama2c", "--checkpoint", dir.resolve("none.bin").toString(), "--tokenizer", junk.toString(), "--out", out.toString());
+        Run corrupt = run("convert-llama2c", "--checkpoint", junk.toString(), "--tokenizer", junk.toString(), "--out", out.toString());
+        Run both = run("convert-llama2c", "--checkpoint", junk.toString(), "--tokenizer", junk.toString(),
+                "--emscripten-data", junk.toString(), "--emscripten-js", junk.toString(), "--out", out.toString());
+        Run half = run("convert-llama2c", "--checkpoint", junk.toString(), "--out", out.toString());
+        Run noTable = run("convert-llama2c", "--emscripten-data", junk.toString(), "--emscripten-js", junk.toString(), "--out", out.toString());
+        for (Run r : List.of(missing, corrupt, both, half, noTable)) {
+            assertEquals(2, r.code(), r.err());
+            assertEquals("", r.out());
+            assertTrue(r.err().startsWith("kvstash"), r.err());
+            assertFalse(r.err().contains("\tat "), "no stack trace without --verbose: " + r.err());
+        }
+        assertTrue(missing.err().contains("none.bin: no such file"), missing.err());
+        assertTrue(corrupt.err().contains("bad llama2.c header"), corrupt.err());
+        assertTrue(both.err().contains("mutually exclusive"), both.err());
+        assertTrue(half.err().contains("--tokenizer"), half.err());
+        assertTrue(noTable.err().contains("no emscripten file table"), noTable.err());
+        assertFalse(Files.exists(out));
     }
 
     /** Weights are mapped, not copied onto the heap: a 26 MB model generates within a 64 MB heap. */

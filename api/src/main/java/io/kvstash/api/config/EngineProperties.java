@@ -1,11 +1,13 @@
 package io.kvstash.api.config;
 
+import io.kvstash.api.demo.DemoModel;
 import io.kvstash.engine.kv.KvFormat;
 import jakarta.validation.constraints.Max;
 import jakarta.validation.constraints.Min;
 import jakarta.validation.constraints.NotNull;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import org.jspecify.annotations.Nullable;
 import org.springframework.boot.context.properties.ConfigurationProperties;
 import org.springframework.boot.context.properties.bind.DefaultValue;
 import org.springframework.validation.annotation.Validated;
@@ -13,7 +15,9 @@ import org.springframework.validation.annotation.Validated;
 /**
  * {@code kvstash.engine}: the model and how to run it.
  *
- * @param model         the GGUF file
+ * @param model         the GGUF file; unset = the demo model (see {@code demoModel})
+ * @param demoModel     when {@code model} is unset, fetch and serve the demo model ({@link DemoModel}, kept under
+ *                      {@code <kvstash.store.data-dir>/models/}); false makes an unset {@code model} an error
  * @param modelName     the id clients see ({@code /v1/models}); blank = the file name without {@code .gguf}
  * @param threads       compute threads; 0 = one per core
  * @param contextLength positions a sequence may reach; 0 = the model's trained length
@@ -24,7 +28,8 @@ import org.springframework.validation.annotation.Validated;
 @Validated
 @ConfigurationProperties("kvstash.engine")
 public record EngineProperties(
-        @NotNull Path model,
+        @Nullable Path model,
+        @DefaultValue("true") boolean demoModel,
         @DefaultValue("") String modelName,
         @DefaultValue("0") @Min(0) @Max(1024) int threads,
         @DefaultValue("0") @Min(0) @Max(1 << 20) int contextLength,
@@ -36,6 +41,10 @@ public record EngineProperties(
         if (model != null && !Files.isRegularFile(model)) {
             throw new IllegalArgumentException("kvstash.engine.model: no readable file at " + model.toAbsolutePath());
         }
+        if (model == null && !demoModel) {
+            throw new IllegalArgumentException("kvstash.engine.model is not set (and kvstash.engine.demo-model is false):"
+                    + " set it to a GGUF file, e.g. ./kvstash serve --model FILE or KVSTASH_ENGINE_MODEL=FILE");
+        }
     }
 
     public int threadsOrCores() {
@@ -46,7 +55,7 @@ public record EngineProperties(
         if (modelName != null && !modelName.isBlank()) {
             return modelName;
         }
-        String file = model.getFileName().toString();
+        String file = model != null ? model.getFileName().toString() : DemoModel.FILE_NAME;
         return file.endsWith(".gguf") ? file.substring(0, file.length() - 5) : file;
     }
 }

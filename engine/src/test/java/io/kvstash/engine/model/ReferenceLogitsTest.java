@@ -14,8 +14,6 @@ import io.kvstash.engine.kv.SlabKvStore;
 import io.kvstash.engine.testing.TestModels;
 import java.io.IOException;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -24,19 +22,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * Teacher-forced logits against the fp64 reference made outside the project
  * ({@code shared/reference/logits-*.json}), and greedy continuations.
  */
-class ReferenceLogitsTest {
-    private static ComputePool pool;
-
-    @BeforeAll
-    static void startPool() {
-        pool = new ComputePool(2);
-    }
-
-    @AfterAll
-    static void stopPool() {
-        pool.close();
-    }
-
+public class ReferenceLogitsTest {
     /** reference file, model file, max |Δlogit| relative to max(1,|logit|), whether greedy strings must match exactly. */
     static Stream<Arguments> references() {
         return Stream.of(
@@ -59,8 +45,21 @@ class ReferenceLogitsTest {
     @ParameterizedTest(name = "{0} on {1}")
     @MethodSource("references")
     void shouldMatchReferenceLogitsWhenTeacherForced(String reference, String modelFile, double tolerance, boolean exactGreedy) throws IOException {
+        double worst = worstRelativeError(reference, TestModels.model(modelFile), tolerance, exactGreedy);
+        System.out.printf("%s on %s: worst relative logit error %.2e%n", reference, modelFile, worst);
+    }
+
+    /**
+     * Checks {@code modelFile} against the reference file {@code reference}: every top-5 logit and
+     * each row's logsumexp within {@code tolerance} (relative to max(1, |logit|)), clear top-1
+     * tokens equal, and with {@code exactGreedy} the same greedy continuations. Returns the worst
+     * relative logit error.
+     */
+    public static double worstRelativeError(String reference, java.nio.file.Path modelFile, double tolerance, boolean exactGreedy)
+            throws IOException {
         JsonNode ref = new ObjectMapper().readTree(TestModels.reference(reference).toFile());
-        try (GgufFile f = GgufFile.open(TestModels.model(modelFile));
+        try (ComputePool pool = new ComputePool(2);
+             GgufFile f = GgufFile.open(modelFile);
              LlamaModel model = LlamaModel.load(f)) {
             int vocab = model.config().vocabularySize();
             ForwardPass pass = new ForwardPass(model, pool, 16);
@@ -103,7 +102,7 @@ class ReferenceLogitsTest {
                     org.junit.jupiter.api.Assertions.assertArrayEquals(greedy, ours, reference + " greedy continuation of '" + record.get("prompt").asText() + "'");
                 }
             }
-            System.out.printf("%s on %s: worst relative logit error %.2e%n", reference, modelFile, worst);
+            return worst;
         }
     }
 
