@@ -143,6 +143,10 @@ class SessionApiTest extends ServerTest {
                 .jsonPath("$.instance").isEqualTo("/v1/sessions/no-such-session");
         post("/v1/sessions/no-such-session/messages", ACME).contentType(MediaType.APPLICATION_JSON).bodyValue("{\"content\": \"hi\"}")
                 .exchange().expectStatus().isNotFound();
+        post("/v1/sessions", ACME).contentType(MediaType.APPLICATION_JSON).bodyValue("{\"model\": \"gpt-4o\"}")
+                .exchange().expectStatus().isNotFound()
+                .expectBody().jsonPath("$.type").isEqualTo("https://kvstash.io/problems/unknown-model").jsonPath("$.param").isEqualTo("model");
+        createSession(ACME, "{\"model\": \"stories15M-q8_0\"}");
         String id = createSession(ACME, "{}");
         post("/v1/sessions/" + id + "/messages", ACME).contentType(MediaType.APPLICATION_JSON).bodyValue("{\"content\": ")
                 .exchange().expectStatus().isBadRequest()

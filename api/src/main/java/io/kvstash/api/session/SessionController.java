@@ -3,6 +3,7 @@ package io.kvstash.api.session;
 import io.kvstash.api.chat.ChatTurns;
 import io.kvstash.api.chat.TurnEvent;
 import io.kvstash.api.prefix.PrefixRegistry;
+import io.kvstash.api.problem.Problem;
 import io.kvstash.api.problem.ProblemBodies;
 import io.kvstash.api.problem.ProblemException;
 import io.kvstash.api.problem.Problems;
@@ -54,9 +55,11 @@ public class SessionController {
     private final ChatTurns turns;
     private final Scheduler io;
     private final PrefixRegistry prefixes;
+    private final String model;
 
     public SessionController(SessionStore sessions, SessionDefaultsStore defaults, ChatTurns turns, Scheduler storeScheduler,
-                             PrefixRegistry prefixes) {
+                             PrefixRegistry prefixes, io.kvstash.api.config.EngineProperties engine) {
+        this.model = engine.modelId();
         this.sessions = sessions;
         this.prefixes = prefixes;
         this.defaults = defaults;
@@ -67,7 +70,7 @@ public class SessionController {
     @PostMapping
     public Mono<ResponseEntity<SessionView>> create(@RequestBody(required = false) SessionRequests.Create body, ServerWebExchange exchange) {
         String tenant = Caller.of(exchange).tenant();
-        SessionRequests.Create req = body == null ? new SessionRequests.Create(null, null, null) : body;
+        SessionRequests.Create req = body == null ? new SessionRequests.Create(null, null, null, null) : body;
         SessionDefaults d = req.defaults() == null ? SessionDefaults.NONE : req.defaults();
         d.sampling().validated();
         if (d.maxTokens() != null) {
@@ -75,6 +78,10 @@ public class SessionController {
         }
         if (req.systemPrompt() != null && req.systemPrompt().isBlank()) {
             throw ProblemException.invalid("system_prompt", "system_prompt must not be blank (leave it out for none)");
+        }
+        if (req.model() != null && !req.model().equals(model)) {
+            throw new ProblemException(Problem.UNKNOWN_MODEL, "the model '" + req.model() + "' is not served here; this service serves '"
+                    + model + "' (GET /v1/models)", null, "model");
         }
         if (req.prefixId() != null && req.systemPrompt() != null) {
             throw ProblemException.invalid("prefix_id", "give either prefix_id or system_prompt, not both (put the system prompt in the prefix)");
