@@ -59,6 +59,10 @@ final class BenchResumeCommand implements Callable<Integer> {
     @Option(names = "--data", paramLabel = "DIR", description = "Directory for the warm tier (default: a temporary one, deleted afterwards).")
     Path data;
 
+    @Option(names = "--existing", description = "Measure on the oldest session an earlier --sessions run left in --data instead of"
+            + " storing new ones (reports how long opening the store and scanning its records took).")
+    boolean existing;
+
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
@@ -69,7 +73,11 @@ final class BenchResumeCommand implements Callable<Integer> {
         }
         EngineOptions options = engine.options();
         options = options.withContextLength(Math.max(options.contextLength(), tokens + newTokens + 2));
+        if (existing && (data == null || sessionsToFill > 0)) {
+            throw new IllegalArgumentException("--existing needs --data (a directory an earlier --sessions run filled) and no --sessions");
+        }
         Path dir = data != null ? data : Files.createTempDirectory("kvstash-bench-resume");
+        long opening = System.nanoTime();
         try (InferenceEngine e = InferenceEngine.open(engine.model, options, g -> new HotTier(g, hotMiB << 20));
              BatchScheduler scheduler = new BatchScheduler(e);
              WarmStore warm = WarmStore.open(WarmStoreConfig.defaults(dir));
@@ -80,9 +88,18 @@ final class BenchResumeCommand implements Callable<Integer> {
             int[] prompt = randomTokens(random, tokens, vocab, e.tokenizer().bos());
             int[] message = randomTokens(random, newTokens, vocab, -1);
             ObjectNode json = new ObjectMapper().createObjectNode();
-            SessionRecord base = sessions.create("bench");
-            // The stored session: the prompt's KV plus one generated token (fed on the next turn).
-            sessions.turn("bench", base.id(), prompt, List.of(), SamplingParams.greedy(), 1, true, null).get();
+            SessionRecord base;
+            if (existing) {
+                json.put("open_seconds", round((System.nanoTime() - opening) / 1e9));
+                long listing = System.nanoTime();
+                base = oldest(sessions);
+                json.put("list_seconds", round((System.nanoTime() - listing) / 1e9));
+                json.put("stored_sessions", sessions.list("bench").size());
+            } else {
+                base = sessions.create("bench");
+                // The stored session: the prompt's KV plus one generated token (fed on the next turn).
+                sessions.turn("bench", base.id(), prompt, List.of(), SamplingParams.greedy(), 1, true, null).get();
+            }
             if (sessionsToFill > 0) {
                 fill(sessions, random, vocab, e.tokenizer().bos(), json);
                 warm.flush();
@@ -99,12 +116,14 @@ final class BenchResumeCommand implements Callable<Integer> {
             double[] warmMs = new double[runs];
             double[] recomputeMs = new double[runs];
             int[] cached = new int[3];
+            long invocation = System.currentTimeMillis();
             for (int r = -warmup; r < runs; r++) {
                 double h = ttft(sessions, "bench", sessions.fork("bench", base.id()).id(), message, cached, 0);
                 hot.evictAll();
                 warm.clearBlockCache();
                 double w = ttft(sessions, "bench", sessions.fork("bench", base.id()).id(), message, cached, 1);
-                String tenant = "bench-recompute-" + r;
+                // A tenant of its own each run (and each invocation, as --data may be reused): nothing of it is cached.
+                String tenant = "bench-recompute-" + invocation + "-" + r;
                 SessionRecord fresh = sessions.create(tenant);
                 double c = ttft(sessions, tenant, fresh.id(), concat(base.tokens(), message), cached, 2);
                 if (r >= 0) {
@@ -139,6 +158,21 @@ final class BenchResumeCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /** The oldest session of tenant {@code bench} with the stored length of --tokens, or a clear error. */
+    private SessionRecord oldest(SessionStore sessions) {
+        SessionRecord best = null;
+        for (String id : sessions.list("bench")) {
+            SessionRecord r = sessions.get("bench", id);
+            if (r.tokens().length == tokens + 1 && (best == null || r.createdMillis() < best.createdMillis())) {
+                best = r;
+            }
+        }
+        if (best == null) {
+            throw new IllegalArgumentException("--existing: " + data + " holds no stored session of " + tokens + " tokens (fill it with --sessions)");
+        }
+        return best;
     }
 
     /** Stores --sessions sessions of distinct random tokens, 32 turns in flight at a time (batched by the scheduler). */
