@@ -92,7 +92,7 @@ class ChunkCodecTest {
         magic[0] = 'X';
         assertEquals(ChunkDefect.BAD_MAGIC, defectOf(magic, HEADER));
         byte[] version = value.clone();
-        version[4] = 2;
+        version[4] = (byte) (ChunkCodec.VERSION + 1);
         assertEquals(ChunkDefect.UNKNOWN_VERSION, defectOf(version, HEADER));
         byte[] reserved = value.clone();
         reserved[7] = 1;
