@@ -96,49 +96,55 @@ public final class QuantizedKvKernels {
         return total;
     }
 
-    /** Q8 values: {@code out[outOff + c] += Σ_t w[t]·scale[t][g(c)]·code[t][c]} for t &lt; count. */
+    /**
+     * Q8 values: {@code out[outOff + c] += Σ_t w[t]·scale[t][g(c)]·code[t][c]} for t &lt; count.
+     * Channels in lanes, one {@link Simd#BL}-byte slice of channels at a time (within one group, as
+     * G is a multiple of BL): the sum over tokens stays in registers and is added to {@code out}
+     * once. Each output is the same FMA chain over tokens as in the scalar twin, then one add.
+     */
     public static void q8AccumulateValues(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] w, int wOff,
                                           int count, float[] out, int outOff) {
-        if (!Simd.ENABLED) {
+        if (!Simd.ENABLED || G % Simd.BL != 0) {
             q8AccumulateValuesScalar(seg, block, codesOff, chunkTokens, d, w, wOff, count, out, outOff);
             return;
         }
         int ng = (d + G - 1) / G;
-        for (int t = 0; t < count; t++) {
-            long codes = block + codesOff + (long) t * d;
-            long scales = block + 4L * t * ng;
-            float wt = w[wOff + t];
-            for (int g = 0; g < ng; g++) {
-                int c0 = g * G;
-                int n = Math.min(G, d - c0);
-                float a = wt * seg.get(FLOAT, scales + 4L * g);
-                FloatVector av = FloatVector.broadcast(Simd.F, a);
-                int i = 0;
-                for (; i + Simd.BL <= n; i += Simd.BL) {
-                    ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, codes + c0 + i, ByteOrder.LITTLE_ENDIAN);
-                    for (int p = 0; p < Simd.PARTS; p++) {
-                        int o = outOff + c0 + i + p * Simd.FL;
-                        ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(av, FloatVector.fromArray(Simd.F, out, o)).intoArray(out, o);
-                    }
+        int vectorised = d - d % Simd.BL;
+        for (int c0 = 0; c0 < vectorised; c0 += Simd.BL) {
+            long scales = block + 4L * (c0 / G);
+            long codes = block + codesOff + c0;
+            for (int p = 0; p < Simd.PARTS; p++) {
+                FloatVector acc = FloatVector.zero(Simd.F);
+                for (int t = 0; t < count; t++) {
+                    float a = w[wOff + t] * seg.get(FLOAT, scales + 4L * t * ng);
+                    ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, codes + (long) t * d, ByteOrder.LITTLE_ENDIAN);
+                    acc = ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(FloatVector.broadcast(Simd.F, a), acc);
                 }
-                for (; i < n; i++) {
-                    out[outOff + c0 + i] += a * seg.get(ValueLayout.JAVA_BYTE, codes + c0 + i);
-                }
+                int o = outOff + c0 + p * Simd.FL;
+                acc.add(FloatVector.fromArray(Simd.F, out, o)).intoArray(out, o);
             }
+        }
+        for (int c = vectorised; c < d; c++) {
+            out[outOff + c] += q8Value(seg, block, codesOff, d, w, wOff, count, ng, c);
         }
     }
 
     public static void q8AccumulateValuesScalar(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] w,
                                                 int wOff, int count, float[] out, int outOff) {
         int ng = (d + G - 1) / G;
-        for (int t = 0; t < count; t++) {
-            long codes = block + codesOff + (long) t * d;
-            long scales = block + 4L * t * ng;
-            for (int c = 0; c < d; c++) {
-                float a = w[wOff + t] * seg.get(FLOAT, scales + 4L * (c / G));
-                out[outOff + c] += a * seg.get(ValueLayout.JAVA_BYTE, codes + c);
-            }
+        for (int c = 0; c < d; c++) {
+            out[outOff + c] += q8Value(seg, block, codesOff, d, w, wOff, count, ng, c);
         }
+    }
+
+    /** Channel {@code c}'s weighted sum over the tokens, in the order every lane of {@link #q8AccumulateValues} computes it. */
+    private static float q8Value(MemorySegment seg, long block, long codesOff, int d, float[] w, int wOff, int count, int ng, int c) {
+        float acc = 0f;
+        for (int t = 0; t < count; t++) {
+            float a = w[wOff + t] * seg.get(FLOAT, block + 4L * ((long) t * ng + c / G));
+            acc = Math.fma((float) seg.get(ValueLayout.JAVA_BYTE, block + codesOff + (long) t * d + c), a, acc);
+        }
+        return acc;
     }
 
     // ---------------------------------------------------------------- KIVI

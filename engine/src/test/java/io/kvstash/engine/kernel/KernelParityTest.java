@@ -392,6 +392,10 @@ class KernelParityTest {
                             assertEquals(scalar[t], simd[t], 1e-4f * (1 + Math.abs(scalar[t])), format + " d=" + d + " score " + t);
                         }
                         for (int c = 0; c < d; c++) {
+                            if (format == KvFormat.Q8) {
+                                assertEquals(Float.floatToRawIntBits(accScalar[c]), Float.floatToRawIntBits(accSimd[c]),
+                                        format + " d=" + d + " value " + c + ": bit for bit");
+                            }
                             assertEquals(accScalar[c], accSimd[c], 1e-4f * (1 + Math.abs(accScalar[c])), format + " d=" + d + " value " + c);
                         }
                     }
