@@ -10,7 +10,7 @@ import java.util.zip.CRC32C;
  * <pre>
  * offset size
  *      0    4  magic "KVCK"
- *      4    1  encoding version (1)
+ *      4    1  encoding version (2: Q8 keys became channel-major; version 1 chunks read as missing)
  *      5    1  KV format code (the caller's)
  *      6    2  reserved, zero
  *      8    4  token count
@@ -26,7 +26,7 @@ import java.util.zip.CRC32C;
  */
 public final class ChunkCodec {
     public static final int MAGIC = 0x4B56434B; // "KVCK"
-    public static final byte VERSION = 1;
+    public static final byte VERSION = 2;
     static final int HEADER_BYTES = 32;
     /** Header and checksum: where the payload starts. */
     public static final int PREFIX_BYTES = HEADER_BYTES + 4;

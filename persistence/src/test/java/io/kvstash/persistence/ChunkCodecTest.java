@@ -37,7 +37,7 @@ class ChunkCodecTest {
     void shouldStartWithDocumentedLayoutWhenEncoding() {
         byte[] value = ChunkCodec.encode(HEADER, PAYLOAD);
         assertArrayEquals("KVCK".getBytes(), Arrays.copyOf(value, 4));
-        assertEquals(1, value[4]);
+        assertEquals(2, value[4], "encoding version 2");
         assertEquals(HEADER.kvFormat(), value[5]);
         assertEquals(64, value[11]);
         assertArrayEquals(MODEL.toBytes(), Arrays.copyOfRange(value, 12, 28));
@@ -92,7 +92,7 @@ class ChunkCodecTest {
         magic[0] = 'X';
         assertEquals(ChunkDefect.BAD_MAGIC, defectOf(magic, HEADER));
         byte[] version = value.clone();
-        version[4] = 2;
+        version[4] = (byte) (ChunkCodec.VERSION + 1);
         assertEquals(ChunkDefect.UNKNOWN_VERSION, defectOf(version, HEADER));
         byte[] reserved = value.clone();
         reserved[7] = 1;

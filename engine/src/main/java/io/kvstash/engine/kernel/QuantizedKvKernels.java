@@ -36,40 +36,42 @@ public final class QuantizedKvKernels {
     // ---------------------------------------------------------------- Q8
 
     /**
-     * Q8 block at {@code block}: {@code out[outOff+t] = factor · Σ_g scale[t][g]·(q_g · code[t]_g)}
-     * for t &lt; count.
+     * Q8 key block at {@code block} (channel-major codes, group-major scales; see
+     * {@code ChunkLayout}): {@code out[outOff+t] = factor · Σ_g scale[g][t] · Σ_{c∈g} q_c·code[c][t]}
+     * for t &lt; count. Tokens sit in vector lanes: one byte load per channel gives
+     * {@link Simd#BL} tokens' codes, one FMA per channel and token vector, no horizontal reductions.
+     * Every lane computes exactly the scalar twin's operations in its order (FMA chain per group,
+     * then one FMA per group into the total), so both agree bit for bit.
      */
     public static void q8Scores(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] q, int qOff,
                                 int count, float factor, float[] out, int outOff) {
-        if (!Simd.ENABLED) {
+        if (!Simd.ENABLED || chunkTokens % Simd.BL != 0) {
             q8ScoresScalar(seg, block, codesOff, chunkTokens, d, q, qOff, count, factor, out, outOff);
             return;
         }
         int ng = (d + G - 1) / G;
-        for (int t = 0; t < count; t++) {
-            long codes = block + codesOff + (long) t * d;
-            long scales = block + 4L * t * ng;
-            // One accumulator for the whole token: each group's scale is folded into the query.
-            FloatVector acc = FloatVector.zero(Simd.F);
-            float tail = 0f;
-            for (int g = 0; g < ng; g++) {
-                int c0 = g * G;
-                int n = Math.min(G, d - c0);
-                float scale = seg.get(FLOAT, scales + 4L * g);
-                FloatVector sv = FloatVector.broadcast(Simd.F, scale);
-                int i = 0;
-                for (; i + Simd.BL <= n; i += Simd.BL) {
-                    ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, codes + c0 + i, ByteOrder.LITTLE_ENDIAN);
-                    for (int p = 0; p < Simd.PARTS; p++) {
-                        FloatVector qs = FloatVector.fromArray(Simd.F, q, qOff + c0 + i + p * Simd.FL).mul(sv);
-                        acc = ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(qs, acc);
+        int t0 = 0;
+        for (int tb = 0; tb + Simd.BL <= chunkTokens && t0 + Simd.FL <= count; tb += Simd.BL) {
+            for (int p = 0; p < Simd.PARTS && t0 + Simd.FL <= count; p++, t0 += Simd.FL) {
+                FloatVector total = FloatVector.zero(Simd.F);
+                for (int g = 0; g < ng; g++) {
+                    int c0 = g * G;
+                    int c1 = Math.min(d, c0 + G);
+                    FloatVector acc = FloatVector.zero(Simd.F);
+                    for (int c = c0; c < c1; c++) {
+                        ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, block + codesOff + (long) c * chunkTokens + tb,
+                                ByteOrder.LITTLE_ENDIAN);
+                        acc = ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(FloatVector.broadcast(Simd.F, q[qOff + c]), acc);
                     }
+                    FloatVector scale = FloatVector.fromMemorySegment(Simd.F, seg, block + 4L * ((long) g * chunkTokens + t0),
+                            ByteOrder.LITTLE_ENDIAN);
+                    total = acc.fma(scale, total);
                 }
-                for (; i < n; i++) {
-                    tail += scale * q[qOff + c0 + i] * seg.get(ValueLayout.JAVA_BYTE, codes + c0 + i);
-                }
+                total.mul(factor).intoArray(out, outOff + t0);
             }
-            out[outOff + t] = factor * (Simd.sum(acc) + tail);
+        }
+        for (int t = t0; t < count; t++) {
+            out[outOff + t] = q8Score(seg, block, codesOff, chunkTokens, d, q, qOff, t, ng) * factor;
         }
     }
 
@@ -77,63 +79,72 @@ public final class QuantizedKvKernels {
                                       int count, float factor, float[] out, int outOff) {
         int ng = (d + G - 1) / G;
         for (int t = 0; t < count; t++) {
-            long codes = block + codesOff + (long) t * d;
-            long scales = block + 4L * t * ng;
-            float sum = 0f;
-            for (int g = 0; g < ng; g++) {
-                float groupSum = 0f;
-                for (int c = g * G; c < Math.min(d, g * G + G); c++) {
-                    groupSum += q[qOff + c] * seg.get(ValueLayout.JAVA_BYTE, codes + c);
-                }
-                sum += seg.get(FLOAT, scales + 4L * g) * groupSum;
-            }
-            out[outOff + t] = factor * sum;
+            out[outOff + t] = q8Score(seg, block, codesOff, chunkTokens, d, q, qOff, t, ng) * factor;
         }
     }
 
-    /** Q8 values: {@code out[outOff + c] += Σ_t w[t]·scale[t][g(c)]·code[t][c]} for t &lt; count. */
+    /** One token's Q8 score before the factor, in the order every lane of {@link #q8Scores} computes it. */
+    private static float q8Score(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] q, int qOff, int t, int ng) {
+        float total = 0f;
+        for (int g = 0; g < ng; g++) {
+            float acc = 0f;
+            for (int c = g * G; c < Math.min(d, g * G + G); c++) {
+                acc = Math.fma((float) seg.get(ValueLayout.JAVA_BYTE, block + codesOff + (long) c * chunkTokens + t), q[qOff + c], acc);
+            }
+            total = Math.fma(acc, seg.get(FLOAT, block + 4L * ((long) g * chunkTokens + t)), total);
+        }
+        return total;
+    }
+
+    /**
+     * Q8 values: {@code out[outOff + c] += Σ_t w[t]·scale[t][g(c)]·code[t][c]} for t &lt; count.
+     * Channels in lanes, one {@link Simd#BL}-byte slice of channels at a time (within one group, as
+     * G is a multiple of BL): the sum over tokens stays in registers and is added to {@code out}
+     * once. Each output is the same FMA chain over tokens as in the scalar twin, then one add.
+     */
     public static void q8AccumulateValues(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] w, int wOff,
                                           int count, float[] out, int outOff) {
-        if (!Simd.ENABLED) {
+        if (!Simd.ENABLED || G % Simd.BL != 0) {
             q8AccumulateValuesScalar(seg, block, codesOff, chunkTokens, d, w, wOff, count, out, outOff);
             return;
         }
         int ng = (d + G - 1) / G;
-        for (int t = 0; t < count; t++) {
-            long codes = block + codesOff + (long) t * d;
-            long scales = block + 4L * t * ng;
-            float wt = w[wOff + t];
-            for (int g = 0; g < ng; g++) {
-                int c0 = g * G;
-                int n = Math.min(G, d - c0);
-                float a = wt * seg.get(FLOAT, scales + 4L * g);
-                FloatVector av = FloatVector.broadcast(Simd.F, a);
-                int i = 0;
-                for (; i + Simd.BL <= n; i += Simd.BL) {
-                    ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, codes + c0 + i, ByteOrder.LITTLE_ENDIAN);
-                    for (int p = 0; p < Simd.PARTS; p++) {
-                        int o = outOff + c0 + i + p * Simd.FL;
-                        ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(av, FloatVector.fromArray(Simd.F, out, o)).intoArray(out, o);
-                    }
+        int vectorised = d - d % Simd.BL;
+        for (int c0 = 0; c0 < vectorised; c0 += Simd.BL) {
+            long scales = block + 4L * (c0 / G);
+            long codes = block + codesOff + c0;
+            for (int p = 0; p < Simd.PARTS; p++) {
+                FloatVector acc = FloatVector.zero(Simd.F);
+                for (int t = 0; t < count; t++) {
+                    float a = w[wOff + t] * seg.get(FLOAT, scales + 4L * t * ng);
+                    ByteVector b = ByteVector.fromMemorySegment(Simd.B, seg, codes + (long) t * d, ByteOrder.LITTLE_ENDIAN);
+                    acc = ((FloatVector) b.convertShape(VectorOperators.B2F, Simd.F, p)).fma(FloatVector.broadcast(Simd.F, a), acc);
                 }
-                for (; i < n; i++) {
-                    out[outOff + c0 + i] += a * seg.get(ValueLayout.JAVA_BYTE, codes + c0 + i);
-                }
+                int o = outOff + c0 + p * Simd.FL;
+                acc.add(FloatVector.fromArray(Simd.F, out, o)).intoArray(out, o);
             }
+        }
+        for (int c = vectorised; c < d; c++) {
+            out[outOff + c] += q8Value(seg, block, codesOff, d, w, wOff, count, ng, c);
         }
     }
 
     public static void q8AccumulateValuesScalar(MemorySegment seg, long block, long codesOff, int chunkTokens, int d, float[] w,
                                                 int wOff, int count, float[] out, int outOff) {
         int ng = (d + G - 1) / G;
-        for (int t = 0; t < count; t++) {
-            long codes = block + codesOff + (long) t * d;
-            long scales = block + 4L * t * ng;
-            for (int c = 0; c < d; c++) {
-                float a = w[wOff + t] * seg.get(FLOAT, scales + 4L * (c / G));
-                out[outOff + c] += a * seg.get(ValueLayout.JAVA_BYTE, codes + c);
-            }
+        for (int c = 0; c < d; c++) {
+            out[outOff + c] += q8Value(seg, block, codesOff, d, w, wOff, count, ng, c);
         }
+    }
+
+    /** Channel {@code c}'s weighted sum over the tokens, in the order every lane of {@link #q8AccumulateValues} computes it. */
+    private static float q8Value(MemorySegment seg, long block, long codesOff, int d, float[] w, int wOff, int count, int ng, int c) {
+        float acc = 0f;
+        for (int t = 0; t < count; t++) {
+            float a = w[wOff + t] * seg.get(FLOAT, block + 4L * ((long) t * ng + c / G));
+            acc = Math.fma((float) seg.get(ValueLayout.JAVA_BYTE, block + codesOff + (long) t * d + c), a, acc);
+        }
+        return acc;
     }
 
     // ---------------------------------------------------------------- KIVI

@@ -66,7 +66,7 @@ final class ChunkEncoder {
                             MemorySegment.copy(halves, 0, out, SHORT, at, c * d);
                         }
                         case Q8 -> {
-                            encodeQ8();
+                            encodeQ8(!value);
                             MemorySegment.copy(floats, 0, out, FLOAT, at, c * ng);
                             MemorySegment.copy(codes, 0, out, ValueLayout.JAVA_BYTE, at + to.codesOffset(value), c * d);
                         }
@@ -83,8 +83,12 @@ final class ChunkEncoder {
         }
     }
 
-    /** Per token, per group of G channels: symmetric int8 with scale = max|x| / 127. */
-    private void encodeQ8() {
+    /**
+     * Per token, per group of G channels: symmetric int8 with scale = max|x| / 127. Values are
+     * token-major ({@code scale[C][NG]}, {@code code[C][D]}); keys are {@code channelMajor}
+     * ({@code scale[NG][C]}, {@code code[D][C]}).
+     */
+    private void encodeQ8(boolean channelMajor) {
         for (int t = 0; t < c; t++) {
             for (int g = 0; g < ng; g++) {
                 int lo = t * d + g * G;
@@ -95,9 +99,10 @@ final class ChunkEncoder {
                 }
                 float scale = amax / 127f;
                 float inv = scale > 0 ? 1f / scale : 0f;
-                floats[t * ng + g] = scale;
+                floats[channelMajor ? g * c + t : t * ng + g] = scale;
                 for (int i = lo; i < hi; i++) {
-                    codes[i] = (byte) Math.max(-127, Math.min(127, Math.round(block[i] * inv)));
+                    byte code = (byte) Math.max(-127, Math.min(127, Math.round(block[i] * inv)));
+                    codes[channelMajor ? (i - t * d) * c + t : i] = code;
                 }
             }
         }

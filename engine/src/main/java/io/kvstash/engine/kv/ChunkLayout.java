@@ -7,8 +7,11 @@ package io.kvstash.engine.kv;
  * NG = ⌈D/G⌉ channel groups (the last may be shorter, so D need not be a multiple of G):
  * <ul>
  * <li>F32 / F16: {@code values[C][D]}.
- * <li>Q8 (keys and values alike): {@code scale[C][NG]} (f32), then {@code code[C][D]} (int8);
- *     x = scale · code. Token-major, so attention reads one token's channels as vectors.
+ * <li>Q8 values: {@code scale[C][NG]} (f32), then {@code code[C][D]} (int8); x = scale · code.
+ *     Token-major, so the weighted sum adds one token's channels as vectors.
+ * <li>Q8 keys: the same numbers transposed: {@code scale[NG][C]}, then {@code code[D][C]}.
+ *     Channel-major, so one load gives consecutive tokens' codes of a channel and the scores
+ *     need no horizontal reductions (as KIVI keys).
  * <li>KIVI keys: {@code min[C/G][D]}, {@code scale[C/G][D]} (f16, per channel per token group),
  *     then {@code codes[D][C·b/8]}.
  * <li>KIVI values: {@code min[NG][C]}, {@code scale[NG][C]} (f16, per channel group per token; group-major

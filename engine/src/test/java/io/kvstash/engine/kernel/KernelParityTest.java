@@ -385,9 +385,17 @@ class KernelParityTest {
                                     layout.codesOffset(true), 64, d, w, 2, accScalar, 0, scratchB);
                         }
                         for (int t = 0; t < 64; t++) {
+                            if (format == KvFormat.Q8) {
+                                assertEquals(Float.floatToRawIntBits(scalar[t]), Float.floatToRawIntBits(simd[t]),
+                                        format + " d=" + d + " score " + t + ": bit for bit");
+                            }
                             assertEquals(scalar[t], simd[t], 1e-4f * (1 + Math.abs(scalar[t])), format + " d=" + d + " score " + t);
                         }
                         for (int c = 0; c < d; c++) {
+                            if (format == KvFormat.Q8) {
+                                assertEquals(Float.floatToRawIntBits(accScalar[c]), Float.floatToRawIntBits(accSimd[c]),
+                                        format + " d=" + d + " value " + c + ": bit for bit");
+                            }
                             assertEquals(accScalar[c], accSimd[c], 1e-4f * (1 + Math.abs(accScalar[c])), format + " d=" + d + " value " + c);
                         }
                     }

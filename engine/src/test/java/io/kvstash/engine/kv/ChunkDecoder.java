@@ -30,7 +30,10 @@ final class ChunkDecoder {
                 out[t][i] = switch (f) {
                     case F32 -> m.get(FLOAT, at + 4 * e);
                     case F16 -> Float.float16ToFloat(m.get(SHORT, at + 2 * e));
-                    case Q8 -> m.get(FLOAT, at + 4L * (t * ng + i / gs)) * m.get(ValueLayout.JAVA_BYTE, at + layout.codesOffset(value) + e);
+                    case Q8 -> value
+                            ? m.get(FLOAT, at + 4L * (t * ng + i / gs)) * m.get(ValueLayout.JAVA_BYTE, at + layout.codesOffset(value) + e)
+                            : m.get(FLOAT, at + 4L * ((long) (i / gs) * c + t))
+                                    * m.get(ValueLayout.JAVA_BYTE, at + layout.codesOffset(value) + (long) i * c + t);
                     case KIVI4, KIVI2 -> {
                         int bits = f.codeBits;
                         int stride = c * bits / 8;
