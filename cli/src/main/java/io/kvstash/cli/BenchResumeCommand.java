@@ -92,9 +92,10 @@ final class BenchResumeCommand implements Callable<Integer> {
             if (existing) {
                 json.put("open_seconds", round((System.nanoTime() - opening) / 1e9));
                 long listing = System.nanoTime();
-                base = oldest(sessions);
+                List<String> stored = sessions.list("bench");
+                base = oldest(sessions, stored);
                 json.put("list_seconds", round((System.nanoTime() - listing) / 1e9));
-                json.put("stored_sessions", sessions.list("bench").size());
+                json.put("stored_sessions", stored.size());
             } else {
                 base = sessions.create("bench");
                 // The stored session: the prompt's KV plus one generated token (fed on the next turn).
@@ -161,9 +162,9 @@ final class BenchResumeCommand implements Callable<Integer> {
     }
 
     /** The oldest session of tenant {@code bench} with the stored length of --tokens, or a clear error. */
-    private SessionRecord oldest(SessionStore sessions) {
+    private SessionRecord oldest(SessionStore sessions, List<String> ids) {
         SessionRecord best = null;
-        for (String id : sessions.list("bench")) {
+        for (String id : ids) {
             SessionRecord r = sessions.get("bench", id);
             if (r.tokens().length == tokens + 1 && (best == null || r.createdMillis() < best.createdMillis())) {
                 best = r;

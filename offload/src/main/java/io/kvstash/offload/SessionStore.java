@@ -385,7 +385,8 @@ public final class SessionStore implements AutoCloseable {
         return residency(load(tenant, id));
     }
 
-    private Residency residency(SessionRecord r) {
+    /** Where the chunks of {@code r} (a record read from this store) are, without reading it again. */
+    public Residency residency(SessionRecord r) {
         int h = 0;
         int w = 0;
         int m = 0;

@@ -47,9 +47,11 @@ public class ChatTurns {
     private final Counter computedTokens;
     private final ConversationFormat format;
     private final PrefixRegistry prefixes;
+    private final PromptLimits promptLimits;
 
     public ChatTurns(SessionStore sessions, InferenceEngine engine, LimitsProperties limits, Scheduler storeScheduler, MeterRegistry meters,
-                     ConversationFormat format, PrefixRegistry prefixes) {
+                     ConversationFormat format, PrefixRegistry prefixes, PromptLimits promptLimits) {
+        this.promptLimits = promptLimits;
         this.sessions = sessions;
         this.format = format;
         this.prefixes = prefixes;
@@ -161,15 +163,7 @@ public class ChatTurns {
     }
 
     private void checkPrompt(int promptTokens) {
-        if (promptTokens > limits.maxPromptTokens()) {
-            throw ProblemException.limit(Problem.PROMPT_TOO_LONG, "kvstash.limits.max-prompt-tokens", "messages",
-                    "the prompt has " + promptTokens + " tokens, more than kvstash.limits.max-prompt-tokens = " + limits.maxPromptTokens());
-        }
-        if (promptTokens >= engine.contextLength()) {
-            throw ProblemException.limit(Problem.PROMPT_TOO_LONG, "kvstash.engine.context-length", "messages",
-                    "the prompt has " + promptTokens + " tokens, leaving no room for a reply in kvstash.engine.context-length = "
-                            + engine.contextLength());
-        }
+        promptLimits.check(promptTokens, "prompt", "messages");
     }
 
     private void deleteQuietly(String tenant, String id) {

@@ -108,7 +108,7 @@ public class ChatCompletionsController {
         }
         boolean includeUsage = body.streamOptions() != null && Boolean.TRUE.equals(body.streamOptions().includeUsage());
         return live.map(t -> ResponseEntity.ok().contentType(MediaType.TEXT_EVENT_STREAM)
-                .body(stream(t.events(), e -> chatChunks(id, created, e, includeUsage), chatChunk(id, created, Map.of("role", "assistant", "content", ""), null, null, sessionId))));
+                .body(stream(t.events(), e -> chatChunks(id, created, e, includeUsage), chatChunk(id, created, Map.of("role", "assistant", "content", ""), null, sessionId))));
     }
 
     @PostMapping("/v1/completions")
@@ -165,16 +165,15 @@ public class ChatCompletionsController {
 
     private List<Map<String, Object>> chatChunks(String id, long created, TurnEvent e, boolean includeUsage) {
         return switch (e) {
-            case TurnEvent.Delta d -> List.of(chatChunk(id, created, Map.of("content", d.text()), null, null, null));
+            case TurnEvent.Delta d -> List.of(chatChunk(id, created, Map.of("content", d.text()), null, null));
             case TurnEvent.Done d -> includeUsage
-                    ? List.of(chatChunk(id, created, Map.of(), finish(d.outcome()), null, d.outcome().sessionId()),
+                    ? List.of(chatChunk(id, created, Map.of(), finish(d.outcome()), d.outcome().sessionId()),
                             usageChunk(id, created, "chat.completion.chunk", d.outcome()))
-                    : List.of(chatChunk(id, created, Map.of(), finish(d.outcome()), null, d.outcome().sessionId()));
+                    : List.of(chatChunk(id, created, Map.of(), finish(d.outcome()), d.outcome().sessionId()));
         };
     }
 
-    private Map<String, Object> chatChunk(String id, long created, Map<String, Object> delta, String finishReason, Object usage,
-                                          String sessionId) {
+    private Map<String, Object> chatChunk(String id, long created, Map<String, Object> delta, String finishReason, String sessionId) {
         Map<String, Object> choice = new LinkedHashMap<>();
         choice.put("index", 0);
         choice.put("delta", delta);

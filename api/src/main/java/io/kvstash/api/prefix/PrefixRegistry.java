@@ -1,6 +1,7 @@
 package io.kvstash.api.prefix;
 
 import io.kvstash.api.chat.ConversationFormat;
+import io.kvstash.api.chat.PromptLimits;
 import io.kvstash.api.config.KvProperties;
 import io.kvstash.api.config.LimitsProperties;
 import io.kvstash.api.problem.Problem;
@@ -70,6 +71,7 @@ public class PrefixRegistry implements AutoCloseable {
     private final JsonMapper json;
     private final ConversationFormat format;
     private final LimitsProperties limits;
+    private final PromptLimits promptLimits;
     private final long maxPinned;
     private final long chunkBytes;
     private final int chunkTokens;
@@ -77,7 +79,7 @@ public class PrefixRegistry implements AutoCloseable {
 
     // Guarded by "this".
     private final Map<String, Entry> entries = new LinkedHashMap<>();
-    private final Map<String, int[]> tokens = new ConcurrentHashMap<>();
+    private final Map<String, int[]> tokens = new java.util.HashMap<>();
     private final Map<String, List<KvChunk>> pins = new LinkedHashMap<>();
     private final Set<String> backing = ConcurrentHashMap.newKeySet();
     private long pinnedBytes;
@@ -87,7 +89,8 @@ public class PrefixRegistry implements AutoCloseable {
     private boolean closed;
 
     public PrefixRegistry(SessionStore sessions, WarmStore warm, JsonMapper json, ConversationFormat format, LimitsProperties limits,
-                          KvProperties kv, MeterRegistry meters) {
+                          PromptLimits promptLimits, KvProperties kv, MeterRegistry meters) {
+        this.promptLimits = promptLimits;
         this.sessions = sessions;
         this.hot = sessions.hotTier();
         this.warm = warm;
@@ -152,15 +155,7 @@ public class PrefixRegistry implements AutoCloseable {
         if (ids.length == 0) {
             throw ProblemException.invalid(text != null ? "text" : "messages", "the prefix has no tokens");
         }
-        if (ids.length > limits.maxPromptTokens()) {
-            throw ProblemException.limit(Problem.PROMPT_TOO_LONG, "kvstash.limits.max-prompt-tokens", text != null ? "text" : "messages",
-                    "the prefix has " + ids.length + " tokens, more than kvstash.limits.max-prompt-tokens = " + limits.maxPromptTokens());
-        }
-        if (ids.length >= sessions.engine().contextLength()) {
-            throw ProblemException.limit(Problem.PROMPT_TOO_LONG, "kvstash.engine.context-length", text != null ? "text" : "messages",
-                    "the prefix has " + ids.length + " tokens, leaving no room in kvstash.engine.context-length = "
-                            + sessions.engine().contextLength());
-        }
+        promptLimits.check(ids.length, "prefix", text != null ? "text" : "messages");
         long wantBytes = (long) (ids.length / chunkTokens) * chunkBytes;
         synchronized (this) {
             checkOpen();
@@ -301,7 +296,7 @@ public class PrefixRegistry implements AutoCloseable {
 
     private Prefix describe(Entry e) {
         SessionRecord r = sessions.get(e.tenant(), e.sessionId());
-        SessionStore.Residency residency = sessions.residency(e.tenant(), e.sessionId());
+        SessionStore.Residency residency = sessions.residency(r);
         int pinned;
         synchronized (this) {
             pinned = pins.getOrDefault(e.id(), List.of()).size();

@@ -227,7 +227,7 @@ public class SessionController {
         conversation(id);
         return Mono.fromCallable(() -> {
             SessionRecord r = sessions.get(tenant, id);
-            return SessionView.of(r, sessions.residency(tenant, id), defaults.get(id));
+            return SessionView.of(r, sessions.residency(r), defaults.get(id));
         }).subscribeOn(io);
     }
 }
