@@ -37,6 +37,16 @@ public final class PanelMatrix {
     private static final int TILE_VECTORS = 4;
     /** Tokens one pass of the batched kernel covers. */
     private static final int TOKEN_TILE = 4;
+    /**
+     * Columns of a tile decoded at a time for several tokens (rounded to whole groups): 64 columns
+     * of {@code TILE_ROWS} rows are 16 KB at 512 bits, so the decoded block and the partial sums
+     * stay in L1 while every token of the round passes over them.
+     */
+    private static final int BLOCK_COLS = 64;
+    /** Largest block: a whole group when groups are wider than {@link #BLOCK_COLS}. */
+    private static final int MAX_BLOCK_COLS = 256;
+    /** Tokens whose partial sums are kept across the column blocks of a tile; more take further rounds. */
+    private static final int TOKEN_ROUND = 64;
     private static final int FL = Simd.FL;
     private static final int TILE_ROWS = TILE_VECTORS * FL;
     /** Rows worth handing to one {@link #multiply} call: a whole tile (a multiple of {@link #PANEL}). */
@@ -54,15 +64,22 @@ public final class PanelMatrix {
     private final int group;
     private final long panelBytes;
     private final long blockBytes;
+    private final int blockCols;
+    private final boolean hasOffsets;
     private final MemorySegment data;
 
-    private PanelMatrix(String name, int rows, int cols, Kind kind, int group, MemorySegment data) {
+    private PanelMatrix(String name, int rows, int cols, Kind kind, int group, boolean hasOffsets, MemorySegment data) {
         this.name = name;
+        this.hasOffsets = hasOffsets;
         this.rows = rows;
         this.cols = cols;
         this.kind = kind;
         this.group = group;
         this.blockBytes = kind == Kind.CODES ? CODE_HEADER_BYTES + (long) group * PANEL : 0;
+        this.blockCols = kind == Kind.CODES ? Math.max(group, BLOCK_COLS / group * group) : BLOCK_COLS;
+        if (blockCols > MAX_BLOCK_COLS) {
+            throw new IllegalArgumentException(name + ": groups of " + group + " columns are wider than " + MAX_BLOCK_COLS);
+        }
         this.panelBytes = kind == Kind.CODES ? blockBytes * (cols / group) : COLUMN_FLOAT_BYTES * cols;
         this.data = data;
     }
@@ -70,6 +87,9 @@ public final class PanelMatrix {
     /** Decodes one row of a block format into codes and per-group (scale, offset). */
     interface RowDecoder {
         int group();
+
+        /** False when every offset is +0 (symmetric formats such as Q8_0 and Q4_0). */
+        boolean hasOffset();
 
         void decodeRow(int row, byte[] codes, float[] scales, float[] offsets);
     }
@@ -79,7 +99,7 @@ public final class PanelMatrix {
         RowDecoder decoder = codesOf(m);
         int panels = (m.rows + PANEL - 1) / PANEL;
         if (decoder == null) {
-            PanelMatrix p = new PanelMatrix(m.name, m.rows, m.cols, Kind.FLOAT, m.cols, null);
+            PanelMatrix p = new PanelMatrix(m.name, m.rows, m.cols, Kind.FLOAT, m.cols, false, null);
             MemorySegment seg = arena.allocate(p.panelBytes * panels, 64);
             float[] row = new float[m.cols];
             float[] panel = new float[PANEL * m.cols];
@@ -93,13 +113,13 @@ public final class PanelMatrix {
                 }
                 MemorySegment.copy(panel, 0, seg, FLOAT_LE, pi * p.panelBytes, panel.length);
             }
-            return new PanelMatrix(m.name, m.rows, m.cols, Kind.FLOAT, m.cols, seg);
+            return new PanelMatrix(m.name, m.rows, m.cols, Kind.FLOAT, m.cols, false, seg);
         }
         int group = decoder.group();
         if (m.cols % group != 0) {
             throw new IllegalArgumentException(m.name + ": " + m.cols + " columns are not a multiple of the group size " + group);
         }
-        PanelMatrix shape = new PanelMatrix(m.name, m.rows, m.cols, Kind.CODES, group, null);
+        PanelMatrix shape = new PanelMatrix(m.name, m.rows, m.cols, Kind.CODES, group, decoder.hasOffset(), null);
         // 16 bytes of padding: a 128-bit kernel's last code load reads past the last column (see codesOneToken).
         MemorySegment seg = arena.allocate(shape.panelBytes * panels + 16, 64);
         int groups = m.cols / group;
@@ -124,7 +144,7 @@ public final class PanelMatrix {
             }
             MemorySegment.copy(panel, 0, seg, ValueLayout.JAVA_BYTE, pi * shape.panelBytes, panel.length);
         }
-        return new PanelMatrix(m.name, m.rows, m.cols, Kind.CODES, group, seg);
+        return new PanelMatrix(m.name, m.rows, m.cols, Kind.CODES, group, decoder.hasOffset(), seg);
     }
 
     /** The code decoder of a block format, or null for float formats (packed as floats). */
@@ -137,6 +157,11 @@ public final class PanelMatrix {
                     @Override
                     public int group() {
                         return decoder.group();
+                    }
+
+                    @Override
+                    public boolean hasOffset() {
+                        return decoder.hasOffset();
                     }
 
                     @Override
@@ -172,7 +197,7 @@ public final class PanelMatrix {
 
     /** Floats of scratch one worker needs for {@link #multiply} on matrices of up to {@code maxCols} columns. */
     public static int scratchFloats(int maxCols) {
-        return TILE_ROWS * maxCols + TILE_ROWS * TOKEN_TILE;
+        return TILE_ROWS * MAX_BLOCK_COLS + TILE_ROWS * TOKEN_ROUND + TILE_ROWS * TOKEN_TILE;
     }
 
     /**
@@ -206,18 +231,31 @@ public final class PanelMatrix {
                 }
                 continue;
             }
-            for (int v = 0; v <= last; v++) {
-                if (kind == Kind.CODES) {
-                    decodeCodes(r + v * FL, scratch, v * FL);
-                } else {
-                    copyFloats(r + v * FL, scratch, v * FL);
+            int staging = scratch.length - TILE_ROWS * TOKEN_TILE;
+            int acc = staging - TILE_ROWS * TOKEN_ROUND;
+            for (int round = 0; round < n; round += TOKEN_ROUND) {
+                int tokens = Math.min(TOKEN_ROUND, n - round);
+                java.util.Arrays.fill(scratch, acc, acc + (tokens + TOKEN_TILE - 1) / TOKEN_TILE * TOKEN_TILE * TILE_ROWS, 0f);
+                for (int c0 = 0; c0 < cols; c0 += blockCols) {
+                    int c1 = Math.min(cols, c0 + blockCols);
+                    for (int v = 0; v <= last; v++) {
+                        if (kind == Kind.CODES) {
+                            decodeCodes(r + v * FL, c0, c1, scratch, v * FL);
+                        } else {
+                            copyFloats(r + v * FL, c0, c1, scratch, v * FL);
+                        }
+                    }
+                    for (int t = 0; t < tokens; t += TOKEN_TILE) {
+                        int t0 = round + t;
+                        int t1 = Math.min(t0 + 1, n - 1);
+                        int t2 = Math.min(t0 + 2, n - 1);
+                        int t3 = Math.min(t0 + 3, n - 1);
+                        blockFourTokens(scratch, x, t0, t1, t2, t3, c0, c1, acc + t * TILE_ROWS);
+                    }
                 }
-            }
-            for (int t = 0; t < n; t += TOKEN_TILE) {
-                int t1 = Math.min(t + 1, n - 1);
-                int t2 = Math.min(t + 2, n - 1);
-                int t3 = Math.min(t + 3, n - 1);
-                scratchFourTokens(scratch, x, t, t1, t2, t3, Math.min(TOKEN_TILE, n - t), out, outOff + r, outStride, valid);
+                for (int t = 0; t < tokens; t++) {
+                    System.arraycopy(scratch, acc + t * TILE_ROWS, out, outOff + (round + t) * outStride + r, valid);
+                }
             }
         }
     }
@@ -326,18 +364,28 @@ public final class PanelMatrix {
         System.arraycopy(scratch, tile, out, off, valid);
     }
 
-    // ---- several tokens: a tile of weights decoded once into scratch (col, TILE_ROWS), reused per token ----
+    // ---- several tokens: a block of a tile's columns decoded once into scratch (col, TILE_ROWS),
+    // every token of the round passes over it, partial sums kept in scratch between blocks (storing
+    // and reloading a float sum changes nothing: each lane still adds its columns in order, from zero).
 
-    private void decodeCodes(int r, float[] scratch, int lane) {
+    private void decodeCodes(int r, int c0, int c1, float[] scratch, int lane) {
         long p = (long) (r / PANEL) * panelBytes;
         int l = r % PANEL;
-        int groups = cols / group;
-        for (int g = 0; g < groups; g++) {
+        for (int g = c0 / group, g1 = c1 / group; g < g1; g++) {
             long gb = p + g * blockBytes;
             FloatVector sc = FloatVector.fromMemorySegment(Simd.F, data, gb + 4L * l, ByteOrder.LITTLE_ENDIAN);
             FloatVector of = FloatVector.fromMemorySegment(Simd.F, data, gb + 4L * (PANEL + l), ByteOrder.LITTLE_ENDIAN);
             long codes = gb + CODE_HEADER_BYTES + l;
-            int base = g * group * TILE_ROWS + lane;
+            int base = (g * group - c0) * TILE_ROWS + lane;
+            if (!hasOffsets) {
+                // Offsets are +0: code·scale − 0 is code·scale, bit for bit.
+                for (int j = 0; j < group; j++) {
+                    FloatVector w = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, codes + (long) j * PANEL, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.B2F, Simd.F, 0);
+                    w.mul(sc).intoArray(scratch, base + j * TILE_ROWS);
+                }
+                continue;
+            }
             for (int j = 0; j < group; j++) {
                 FloatVector w = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, codes + (long) j * PANEL, ByteOrder.LITTLE_ENDIAN)
                         .convertShape(VectorOperators.B2F, Simd.F, 0);
@@ -346,31 +394,41 @@ public final class PanelMatrix {
         }
     }
 
-    private void copyFloats(int r, float[] scratch, int lane) {
+    private void copyFloats(int r, int c0, int c1, float[] scratch, int lane) {
         long a = floatLane(r);
-        for (int c = 0; c < cols; c++) {
+        for (int c = c0; c < c1; c++) {
             FloatVector.fromMemorySegment(Simd.F, data, a + c * COLUMN_FLOAT_BYTES, ByteOrder.LITTLE_ENDIAN)
-                    .intoArray(scratch, c * TILE_ROWS + lane);
+                    .intoArray(scratch, (c - c0) * TILE_ROWS + lane);
         }
     }
 
     /**
-     * Tokens {@code t0..t3} (repeats allowed past the batch's end; only the first {@code count} are
-     * stored) times the four row vectors of the scratch tile (vectors past {@code valid} hold
-     * whatever an earlier tile left there and are not stored).
+     * Columns {@code [c0, c1)} of tokens {@code t0..t3} (repeats allowed past the batch's end)
+     * times the four row vectors of the decoded block, added to the partial sums at
+     * {@code w[acc ..]} ({@code TOKEN_TILE} rows of {@code TILE_ROWS} floats).
      */
-    private void scratchFourTokens(float[] w, float[] x, int t0, int t1, int t2, int t3, int count,
-                                   float[] out, int off, int outStride, int valid) {
-        FloatVector a00 = FloatVector.zero(Simd.F);
-        FloatVector a01 = a00, a02 = a00, a03 = a00;
-        FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-        FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-        FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+    private void blockFourTokens(float[] w, float[] x, int t0, int t1, int t2, int t3, int c0, int c1, int acc) {
+        FloatVector a00 = FloatVector.fromArray(Simd.F, w, acc);
+        FloatVector a01 = FloatVector.fromArray(Simd.F, w, acc + FL);
+        FloatVector a02 = FloatVector.fromArray(Simd.F, w, acc + 2 * FL);
+        FloatVector a03 = FloatVector.fromArray(Simd.F, w, acc + 3 * FL);
+        FloatVector a10 = FloatVector.fromArray(Simd.F, w, acc + TILE_ROWS);
+        FloatVector a11 = FloatVector.fromArray(Simd.F, w, acc + TILE_ROWS + FL);
+        FloatVector a12 = FloatVector.fromArray(Simd.F, w, acc + TILE_ROWS + 2 * FL);
+        FloatVector a13 = FloatVector.fromArray(Simd.F, w, acc + TILE_ROWS + 3 * FL);
+        FloatVector a20 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS);
+        FloatVector a21 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS + FL);
+        FloatVector a22 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS + 2 * FL);
+        FloatVector a23 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS + 3 * FL);
+        FloatVector a30 = FloatVector.fromArray(Simd.F, w, acc + 3 * TILE_ROWS);
+        FloatVector a31 = FloatVector.fromArray(Simd.F, w, acc + 3 * TILE_ROWS + FL);
+        FloatVector a32 = FloatVector.fromArray(Simd.F, w, acc + 3 * TILE_ROWS + 2 * FL);
+        FloatVector a33 = FloatVector.fromArray(Simd.F, w, acc + 3 * TILE_ROWS + 3 * FL);
         int x0 = t0 * cols;
         int x1 = t1 * cols;
         int x2 = t2 * cols;
         int x3 = t3 * cols;
-        for (int c = 0, wo = 0; c < cols; c++, wo += TILE_ROWS) {
+        for (int c = c0, wo = 0; c < c1; c++, wo += TILE_ROWS) {
             FloatVector w0 = FloatVector.fromArray(Simd.F, w, wo);
             FloatVector w1 = FloatVector.fromArray(Simd.F, w, wo + FL);
             FloatVector w2 = FloatVector.fromArray(Simd.F, w, wo + 2 * FL);
@@ -396,37 +454,22 @@ public final class PanelMatrix {
             a32 = w2.fma(b, a32);
             a33 = w3.fma(b, a33);
         }
-        int o = off + t0 * outStride;
-        int tile = w.length - TILE_ROWS * TOKEN_TILE;
-        a00.intoArray(w, tile);
-        a01.intoArray(w, tile + FL);
-        a02.intoArray(w, tile + 2 * FL);
-        a03.intoArray(w, tile + 3 * FL);
-        System.arraycopy(w, tile, out, o, valid);
-        if (count > 1) {
-            o += outStride;
-            a10.intoArray(w, tile);
-            a11.intoArray(w, tile + FL);
-            a12.intoArray(w, tile + 2 * FL);
-            a13.intoArray(w, tile + 3 * FL);
-            System.arraycopy(w, tile, out, o, valid);
-        }
-        if (count > 2) {
-            o += outStride;
-            a20.intoArray(w, tile);
-            a21.intoArray(w, tile + FL);
-            a22.intoArray(w, tile + 2 * FL);
-            a23.intoArray(w, tile + 3 * FL);
-            System.arraycopy(w, tile, out, o, valid);
-        }
-        if (count > 3) {
-            o += outStride;
-            a30.intoArray(w, tile);
-            a31.intoArray(w, tile + FL);
-            a32.intoArray(w, tile + 2 * FL);
-            a33.intoArray(w, tile + 3 * FL);
-            System.arraycopy(w, tile, out, o, valid);
-        }
+        a00.intoArray(w, acc);
+        a01.intoArray(w, acc + FL);
+        a02.intoArray(w, acc + 2 * FL);
+        a03.intoArray(w, acc + 3 * FL);
+        a10.intoArray(w, acc + TILE_ROWS);
+        a11.intoArray(w, acc + TILE_ROWS + FL);
+        a12.intoArray(w, acc + TILE_ROWS + 2 * FL);
+        a13.intoArray(w, acc + TILE_ROWS + 3 * FL);
+        a20.intoArray(w, acc + 2 * TILE_ROWS);
+        a21.intoArray(w, acc + 2 * TILE_ROWS + FL);
+        a22.intoArray(w, acc + 2 * TILE_ROWS + 2 * FL);
+        a23.intoArray(w, acc + 2 * TILE_ROWS + 3 * FL);
+        a30.intoArray(w, acc + 3 * TILE_ROWS);
+        a31.intoArray(w, acc + 3 * TILE_ROWS + FL);
+        a32.intoArray(w, acc + 3 * TILE_ROWS + 2 * FL);
+        a33.intoArray(w, acc + 3 * TILE_ROWS + 3 * FL);
     }
 
     // ---- the scalar twin: the same sums, one fused multiply-add per column ----

@@ -1,6 +1,7 @@
 package io.kvstash.engine.kernel;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 
 /** Float-array kernels of the forward pass, each with its scalar twin. */
@@ -95,10 +96,11 @@ public final class VectorMath {
     }
 
     /**
-     * In-place softmax of {@code x[off..+n)}, normalised to sum 1. The exponentials are scalar
-     * {@link Math#exp} on purpose: the vector {@code EXP} is a different approximation once C2
-     * compiles it (SVML) than in the interpreter, so KV computed before and after warm-up would
-     * differ; {@code Math.exp} is one stub for every tier.
+     * In-place softmax of {@code x[off..+n)}, normalised to sum 1. The exponentials are
+     * {@link #exp}'s polynomial, lane by lane, and the sum runs in index order, so the result
+     * does not depend on the vector width or on the JIT tier (the Vector API's own {@code EXP}
+     * is an SVML call once C2 compiles it and Java code before that, so KV computed before and
+     * after warm-up would differ).
      */
     public static void softmax(float[] x, int off, int n) {
         if (!Simd.ENABLED) {
@@ -115,11 +117,15 @@ public final class VectorMath {
         for (; i < n; i++) {
             max = Math.max(max, x[off + i]);
         }
+        for (i = 0; i < bound; i += Simd.FL) {
+            expLanes(FloatVector.fromArray(Simd.F, x, off + i).sub(max)).intoArray(x, off + i);
+        }
+        for (; i < n; i++) {
+            x[off + i] = exp(x[off + i] - max);
+        }
         float sum = 0f;
         for (i = 0; i < n; i++) {
-            float e = (float) Math.exp(x[off + i] - max);
-            x[off + i] = e;
-            sum += e;
+            sum += x[off + i];
         }
         scale(x, off, n, 1f / sum);
     }
@@ -132,7 +138,7 @@ public final class VectorMath {
         }
         float sum = 0f;
         for (int i = 0; i < n; i++) {
-            float e = (float) Math.exp(x[off + i] - max);
+            float e = exp(x[off + i] - max);
             x[off + i] = e;
             sum += e;
         }
@@ -140,6 +146,59 @@ public final class VectorMath {
         for (int i = 0; i < n; i++) {
             x[off + i] *= inv;
         }
+    }
+
+    // ---- exp: Cody-Waite range reduction and Cephes' expf polynomial (about 1 ulp), the same
+    // operations in the same order lane by lane and in the scalar twin, so both give the same bits.
+
+    private static final float EXP_LO = -87.0f;  // below: 0 (e^-87 is about the smallest normal float)
+    private static final float EXP_HI = 88.0f;   // above: +inf (e^88.72 overflows)
+    private static final float LOG2E = 1.44269504088896341f;
+    private static final float ROUNDER = 12582912f;  // 1.5·2^23: adding it rounds to an integer
+    private static final float LN2_HI = 0.693359375f;  // few bits, so n·LN2_HI is exact
+    private static final float LN2_LO = -2.12194440e-4f;
+    private static final float P0 = 1.9875691500e-4f;
+    private static final float P1 = 1.3981999507e-3f;
+    private static final float P2 = 8.3334519073e-3f;
+    private static final float P3 = 4.1665795894e-2f;
+    private static final float P4 = 1.6666665459e-1f;
+    private static final float P5 = 5.0000001201e-1f;
+
+    /** e<sup>x</sup> for floats, within about one ulp; 0 below −87, +∞ above 88, NaN for NaN. */
+    public static float exp(float x) {
+        float xc = Math.min(Math.max(x, EXP_LO), EXP_HI);
+        float n = Math.fma(xc, LOG2E, ROUNDER) - ROUNDER;
+        float r = Math.fma(n, -LN2_HI, xc);
+        r = Math.fma(n, -LN2_LO, r);
+        float p = Math.fma(P0, r, P1);
+        p = Math.fma(p, r, P2);
+        p = Math.fma(p, r, P3);
+        p = Math.fma(p, r, P4);
+        p = Math.fma(p, r, P5);
+        float y = Math.fma(p, r * r, r) + 1f;
+        float e = y * Float.intBitsToFloat(((int) n + 127) << 23);
+        if (x < EXP_LO) {
+            return 0f;
+        }
+        return x > EXP_HI ? Float.POSITIVE_INFINITY : e;
+    }
+
+    /** {@link #exp} of every lane. */
+    private static FloatVector expLanes(FloatVector x) {
+        FloatVector xc = x.max(EXP_LO).min(EXP_HI);
+        FloatVector n = xc.fma(LOG2E, ROUNDER).sub(ROUNDER);
+        FloatVector r = n.fma(FloatVector.broadcast(Simd.F, -LN2_HI), xc);
+        r = n.fma(FloatVector.broadcast(Simd.F, -LN2_LO), r);
+        FloatVector p = r.fma(P0, P1);
+        p = p.fma(r, FloatVector.broadcast(Simd.F, P2));
+        p = p.fma(r, FloatVector.broadcast(Simd.F, P3));
+        p = p.fma(r, FloatVector.broadcast(Simd.F, P4));
+        p = p.fma(r, FloatVector.broadcast(Simd.F, P5));
+        FloatVector y = p.fma(r.mul(r), r).add(1f);
+        FloatVector pow2 = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        return y.mul(pow2)
+                .blend(0f, x.lt(EXP_LO))
+                .blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, EXP_HI));
     }
 
     /**
@@ -182,11 +241,27 @@ public final class VectorMath {
         return -1; // unreachable: max is one of the entries
     }
 
-    /** SwiGLU: {@code gate[i] = silu(gate[i]) · up[i]}, with scalar {@link Math#exp} (see {@link #softmax}). */
+    /** SwiGLU: {@code gate[i] = silu(gate[i]) · up[i]}, with {@link #exp} (see {@link #softmax}). */
     public static void swiglu(float[] gate, int gOff, float[] up, int uOff, int n) {
+        int i = 0;
+        if (Simd.ENABLED) {
+            int bound = Simd.F.loopBound(n);
+            for (; i < bound; i += Simd.FL) {
+                FloatVector g = FloatVector.fromArray(Simd.F, gate, gOff + i);
+                g.div(expLanes(g.neg()).add(1f)).mul(FloatVector.fromArray(Simd.F, up, uOff + i)).intoArray(gate, gOff + i);
+            }
+        }
+        for (; i < n; i++) {
+            float g = gate[gOff + i];
+            gate[gOff + i] = g / (1f + exp(-g)) * up[uOff + i];
+        }
+    }
+
+    /** The scalar twin of {@link #swiglu}. */
+    public static void swigluScalar(float[] gate, int gOff, float[] up, int uOff, int n) {
         for (int i = 0; i < n; i++) {
             float g = gate[gOff + i];
-            gate[gOff + i] = g / (1f + (float) Math.exp(-g)) * up[uOff + i];
+            gate[gOff + i] = g / (1f + exp(-g)) * up[uOff + i];
         }
     }
 }

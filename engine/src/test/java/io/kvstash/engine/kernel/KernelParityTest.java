@@ -270,6 +270,9 @@ class KernelParityTest {
             float[] up = random(r, n, 2f);
             float[] g = gate.clone();
             VectorMath.swiglu(g, 0, up, 0, n);
+            float[] gTwin = gate.clone();
+            VectorMath.swigluScalar(gTwin, 0, up, 0, n);
+            assertArrayEqualsExactly(gTwin, g, "swiglu against its scalar twin");
             for (int i = 0; i < n; i++) {
                 double expected = gate[i] / (1 + Math.exp(-gate[i])) * up[i];
                 assertEquals(expected, g[i], 1e-5 * (1 + Math.abs(expected)), "swiglu");
@@ -290,8 +293,8 @@ class KernelParityTest {
             VectorMath.softmaxScalar(twin, 0, n);
             for (int i = 0; i < n; i++) {
                 assertEquals(Math.exp(s[i] - max) / sum, sm[i], 1e-6, "softmax");
-                assertEquals(twin[i], sm[i], 1e-6 * Math.max(1e-3, twin[i]), "softmax against its scalar twin");
             }
+            assertArrayEqualsExactly(twin, sm, "softmax against its scalar twin");
 
             // argmax: lowest index among equal maxima; −1 for NaN or +∞ anywhere, or when all are −∞.
             float[] a2 = random(r, n, 1f);
@@ -313,6 +316,25 @@ class KernelParityTest {
             a2[n - 1] = -1e30f;
             assertEquals(n - 1, VectorMath.argmax(a2, n), "argmax with one finite entry among -inf");
         }
+    }
+
+    @Test
+    void shouldComputeExpWithinTwoUlpsEverywhere() {
+        // Every float from -87 to 88 in steps of about 2^-12 (and the values around the limits).
+        for (float x = -87f; x <= 88f; x = Math.nextUp(x + 0x1p-12f)) {
+            float e = VectorMath.exp(x);
+            double exact = Math.exp(x);
+            if (Math.abs(e - exact) > 2 * Math.ulp((float) exact)) {
+                throw new AssertionError("exp(" + x + ") = " + e + ", exactly " + exact);
+            }
+        }
+        assertEquals(0f, VectorMath.exp(-87.5f));
+        assertEquals(0f, VectorMath.exp(Float.NEGATIVE_INFINITY));
+        assertEquals(Float.POSITIVE_INFINITY, VectorMath.exp(89f));
+        assertEquals(Float.POSITIVE_INFINITY, VectorMath.exp(Float.POSITIVE_INFINITY));
+        assertTrue(Float.isNaN(VectorMath.exp(Float.NaN)));
+        assertEquals(1f, VectorMath.exp(0f));
+        assertEquals(1f, VectorMath.exp(-0f));
     }
 
     @Test
