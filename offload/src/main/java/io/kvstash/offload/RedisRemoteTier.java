@@ -182,16 +182,17 @@ public final class RedisRemoteTier implements RemoteTier {
 
     @Override
     public void put(ChunkKey key, ChunkHeader header, byte[] payload) {
-        if (closed || !available() || !queue.offer(new Pending(key, header, payload))) {
-            drops.increment();
-            return;
-        }
         unfinished.incrementAndGet();
+        if (closed || !available() || !queue.offer(new Pending(key, header, payload))) {
+            unfinished.decrementAndGet();
+            drops.increment();
+        }
     }
 
     @Override
     public Stats stats() {
-        return new Stats(hits.sum(), misses.sum(), errors.sum(), rejected.sum(), writes.sum(), writeErrors.sum(), drops.sum());
+        return new Stats(hits.sum(), misses.sum(), errors.sum(), rejected.sum(), writes.sum(), writeErrors.sum(), drops.sum(),
+                Math.max(0, unfinished.get()));
     }
 
     /** Waits until every chunk queued so far is written, dropped or failed; false if {@code timeout} passed first. */

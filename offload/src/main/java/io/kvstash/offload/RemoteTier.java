@@ -16,8 +16,8 @@ import java.util.Optional;
  * never reads another's chunks.
  */
 public interface RemoteTier extends AutoCloseable {
-    /** Counters since start; chunks, not requests. */
-    record Stats(long hits, long misses, long errors, long rejected, long writes, long writeErrors, long drops) {}
+    /** Counters since start, in chunks; {@code queued}: chunks accepted for writing and not yet written, failed or dropped. */
+    record Stats(long hits, long misses, long errors, long rejected, long writes, long writeErrors, long drops, long queued) {}
 
     /**
      * The payloads of {@code keys} in order: present for a chunk the store had and that decoded as

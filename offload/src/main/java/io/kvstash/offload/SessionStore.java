@@ -218,6 +218,11 @@ public final class SessionStore implements AutoCloseable {
         return hot;
     }
 
+    /** The shared remote tier, or null when there is none. */
+    public RemoteTier remoteTier() {
+        return remote;
+    }
+
     // ---- sessions ------------------------------------------------------------------------------
 
     /** A new, empty session of {@code tenant}; returns its record. */
