@@ -112,6 +112,25 @@ class RedisRemoteTierTest {
     }
 
     @Test
+    void shouldUseRedisAgainOnceItAnswersAfterTheRetryPeriod() throws Exception {
+        int port = RedisServer.freePort();
+        RedisRemoteTier.Config c = new RedisRemoteTier.Config("redis://127.0.0.1:" + port, Duration.ofMinutes(5), 16,
+                Duration.ofMillis(500), Duration.ofMillis(300), "kvstash-test:");
+        try (RedisRemoteTier tier = new RedisRemoteTier(c)) {
+            ChunkKey k = key(20);
+            assertTrue(tier.get(List.of(k), HEADER).getFirst().isEmpty());
+            assertEquals(1, tier.stats().errors());
+            try (RedisServer late = RedisServer.startOn(port)) {
+                Thread.sleep(400);
+                tier.put(k, HEADER, payload(20));
+                assertTrue(tier.awaitWrites(Duration.ofSeconds(10)));
+                assertArrayEquals(payload(20), tier.get(List.of(k), HEADER).getFirst().orElseThrow(), "read back: " + tier.stats());
+                assertEquals(1, tier.stats().errors());
+            }
+        }
+    }
+
+    @Test
     void shouldCostAtMostOneTimeoutWhenRedisNeverAnswers() throws Exception {
         try (RedisServer.Silent silent = new RedisServer.Silent();
              RedisRemoteTier tier = new RedisRemoteTier(config(silent.url(), Duration.ofMillis(300), 16))) {

@@ -36,10 +36,14 @@ final class RedisServer implements AutoCloseable {
             s.command("FLUSHALL");
             return s;
         }
+        return startOn(freePort());
+    }
+
+    /** A redis-server process on {@code port} (never the external one). */
+    static RedisServer startOn(int port) throws IOException, InterruptedException {
         Path binary = Path.of("/usr/bin/redis-server");
         assumeTrue(Files.isExecutable(binary),
                 "no /usr/bin/redis-server and KVSTASH_TEST_REDIS unset: skipping the Redis tests (apt-get install redis-server)");
-        int port = freePort();
         Process p = new ProcessBuilder(binary.toString(), "--port", Integer.toString(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--protected-mode", "no")
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
