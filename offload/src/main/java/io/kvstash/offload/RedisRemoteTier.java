@@ -222,6 +222,10 @@ public final class RedisRemoteTier implements RemoteTier {
                 writeBatch(batch, sent, px);
             } catch (InterruptedException e) {
                 break;
+            } catch (RuntimeException e) {
+                // Whatever went wrong, the writer stays alive: this batch is lost and counted.
+                failed("write", e);
+                writeErrors.add(batch.size());
             } finally {
                 unfinished.addAndGet(-batch.size());
                 batch.clear();
@@ -241,8 +245,15 @@ public final class RedisRemoteTier implements RemoteTier {
             drops.add(batch.size());
             return;
         }
-        for (Pending p : batch) {
-            sent.add(c.async().set(redisKey(p.key()), ChunkCodec.encode(p.header(), p.payload()), px));
+        try {
+            for (Pending p : batch) {
+                sent.add(c.async().set(redisKey(p.key()), ChunkCodec.encode(p.header(), p.payload()), px));
+            }
+        } catch (RuntimeException e) {
+            // Not sent at all (the connection went away under us): the whole batch failed.
+            failed("write", e);
+            writeErrors.add(batch.size());
+            return;
         }
         long deadline = System.nanoTime() + config.timeout().toNanos();
         for (int i = 0; i < sent.size(); i++) {
@@ -283,7 +294,13 @@ public final class RedisRemoteTier implements RemoteTier {
             if (!available() || closed) {
                 return null;
             }
-            ConnectionFuture<StatefulRedisConnection<byte[], byte[]>> f = client.connectAsync(ByteArrayCodec.INSTANCE, uri);
+            ConnectionFuture<StatefulRedisConnection<byte[], byte[]>> f;
+            try {
+                f = client.connectAsync(ByteArrayCodec.INSTANCE, uri);
+            } catch (RuntimeException e) {
+                failed("connect", e);
+                return null;
+            }
             try {
                 c = f.get(config.timeout().toNanos(), TimeUnit.NANOSECONDS);
             } catch (InterruptedException e) {
