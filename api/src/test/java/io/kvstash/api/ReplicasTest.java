@@ -144,6 +144,9 @@ class ReplicasTest {
         assertEquals(chunks * CHUNK_TOKENS, sample(scrapedB, "kvstash_prompt_cached_tokens_total", "tier=\"remote\"") - remoteTokensBefore);
         assertEquals(0.0, sample(scrapedB, "kvstash_tier_lookups_total", "tier=\"remote\"", "result=\"error\""));
         assertTrue(sample(scrape(a), "kvstash_tier_writes_total", "tier=\"remote\"", "result=\"written\"") >= chunks);
+        Map<String, Object> kvcache = b.get().uri("/actuator/kvcache").header("Authorization", "Bearer " + ServerTest.ACME)
+                .exchange().expectStatus().isOk().expectBody(JSON).returnResult().getResponseBody();
+        assertTrue(((Number) map(kvcache.get("remote")).get("hits")).intValue() >= chunks, kvcache.toString());
     }
 
     @Test
