@@ -34,9 +34,9 @@ public class StackConfiguration {
      */
     @Bean(destroyMethod = "close")
     ServingStack servingStack(EngineProperties engine, KvProperties kv, StoreProperties store, LimitsProperties limits,
-                              io.kvstash.api.config.SecurityProperties security) {
+                              io.kvstash.api.config.SecurityProperties security, io.kvstash.api.config.RemoteProperties remote) {
         Path model = engine.model() != null ? engine.model() : new DemoModel(store.dataDir().resolve("models")).resolve();
-        return new ServingStack(engine, model, kv, store);
+        return new ServingStack(engine, model, kv, store, remote);
     }
 
     @Bean(destroyMethod = "")

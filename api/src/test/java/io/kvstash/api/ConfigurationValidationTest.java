@@ -48,6 +48,17 @@ class ConfigurationValidationTest {
     }
 
     @Test
+    void shouldNameTheRemoteTierKeysAndNotEchoAPassword() throws Exception {
+        String m = failure("--kvstash.remote.redis.url=http://user:s3cret@localhost:6379");
+        assertTrue(m.contains("kvstash.remote.redis.url"), m);
+        assertFalse(m.contains("s3cret"), m);
+        m = failure("--kvstash.remote.redis.url=redis://localhost:6379", "--kvstash.remote.redis.timeout=0s");
+        assertTrue(m.contains("kvstash.remote.redis.timeout"), m);
+        m = failure("--kvstash.remote.redis.url=redis://localhost:6379", "--kvstash.remote.redis.queue-capacity=0");
+        assertTrue(m.contains("kvstash.remote.redis.queue-capacity"), m);
+    }
+
+    @Test
     void shouldNameTheModelKeyWhenTheFileIsMissing() throws Exception {
         String m = failure("--kvstash.engine.model=" + dir.resolve("missing.gguf"));
         assertTrue(m.contains("kvstash.engine.model"), m);

@@ -8,6 +8,7 @@ import io.kvstash.engine.sampling.SamplingParams;
 import io.kvstash.engine.scheduler.BatchScheduler;
 import io.kvstash.engine.scheduler.GenerationListener;
 import io.kvstash.offload.HotTier;
+import io.kvstash.offload.RedisRemoteTier;
 import io.kvstash.offload.SessionRecord;
 import io.kvstash.offload.SessionStore;
 import io.kvstash.persistence.WarmStore;
@@ -15,6 +16,7 @@ import io.kvstash.persistence.WarmStoreConfig;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
@@ -32,7 +34,10 @@ import picocli.CommandLine.Spec;
                 "ttft_hot_ms: the chunks are in the hot tier. ttft_warm_ms: the hot tier was emptied and RocksDB's block cache"
                         + " cleared first (the OS page cache is not dropped). ttft_recompute_ms: the same tokens in a session of"
                         + " another tenant, so that nothing is cached and the whole prompt is prefilled. Medians over --runs runs,"
-                        + " after --warmup runs of each. Prints one JSON object."})
+                        + " after --warmup runs of each. Prints one JSON object.",
+                "With --redis URL, also ttft_remote_ms: a second engine with its own (empty) hot and warm tier, sharing that Redis,"
+                        + " imports the stored session (as POST /v1/sessions/import does) and runs the same turn, its chunks read from"
+                        + " Redis; after each run its copy is deleted and its tiers emptied again."})
 final class BenchResumeCommand implements Callable<Integer> {
     @Mixin
     EngineOptionsMixin engine;
@@ -59,6 +64,10 @@ final class BenchResumeCommand implements Callable<Integer> {
     @Option(names = "--data", paramLabel = "DIR", description = "Directory for the warm tier (default: a temporary one, deleted afterwards).")
     Path data;
 
+    @Option(names = "--redis", paramLabel = "URL", description = "A Redis to measure the shared remote tier with (redis://host:port);"
+            + " its keys go under a prefix of their own.")
+    String redis;
+
     @Option(names = "--existing", description = "Measure on the oldest session an earlier --sessions run left in --data instead of"
             + " storing new ones (reports how long opening the store and scanning its records took).")
     boolean existing;
@@ -78,10 +87,15 @@ final class BenchResumeCommand implements Callable<Integer> {
         }
         Path dir = data != null ? data : Files.createTempDirectory("kvstash-bench-resume");
         long opening = System.nanoTime();
-        try (InferenceEngine e = InferenceEngine.open(engine.model, options, g -> new HotTier(g, hotMiB << 20));
+        Path replicaDir = redis != null ? Files.createTempDirectory("kvstash-bench-replica") : null;
+        RedisRemoteTier.Config remoteConfig = redis == null ? null : new RedisRemoteTier.Config(redis, Duration.ofMinutes(10), 4096,
+                Duration.ofSeconds(1), Duration.ofSeconds(5), "kvstash-bench-" + System.currentTimeMillis() + ":");
+        try (RedisRemoteTier remote = remoteConfig == null ? null : new RedisRemoteTier(remoteConfig);
+             InferenceEngine e = InferenceEngine.open(engine.model, options, g -> new HotTier(g, hotMiB << 20));
              BatchScheduler scheduler = new BatchScheduler(e);
              WarmStore warm = WarmStore.open(WarmStoreConfig.defaults(dir));
-             SessionStore sessions = SessionStore.open(e, scheduler, warm, SessionStore.Config.defaults())) {
+             SessionStore sessions = SessionStore.open(e, scheduler, warm, remote, SessionStore.Config.defaults());
+             Replica replica = remoteConfig == null ? null : new Replica(engine.model, options, hotMiB, replicaDir, remoteConfig)) {
             HotTier hot = (HotTier) e.kvStore();
             SplittableRandom random = new SplittableRandom(42);
             int vocab = e.config().vocabularySize();
@@ -116,7 +130,11 @@ final class BenchResumeCommand implements Callable<Integer> {
             double[] hotMs = new double[runs];
             double[] warmMs = new double[runs];
             double[] recomputeMs = new double[runs];
-            int[] cached = new int[3];
+            double[] remoteMs = new double[runs];
+            int[] cached = new int[4];
+            if (remote != null && !remote.awaitWrites(Duration.ofSeconds(60))) {
+                throw new IllegalStateException("the stored session's chunks were not written to Redis within 60 s: " + remote.stats());
+            }
             long invocation = System.currentTimeMillis();
             for (int r = -warmup; r < runs; r++) {
                 double h = ttft(sessions, "bench", sessions.fork("bench", base.id()).id(), message, cached, 0);
@@ -127,6 +145,16 @@ final class BenchResumeCommand implements Callable<Integer> {
                 String tenant = "bench-recompute-" + invocation + "-" + r;
                 SessionRecord fresh = sessions.create(tenant);
                 double c = ttft(sessions, tenant, fresh.id(), concat(base.tokens(), message), cached, 2);
+                if (replica != null) {
+                    SessionRecord copy = replica.sessions.importSession("bench", base.tokens(), base.kvLength(), base.tail(), List.of());
+                    double m = ttft(replica.sessions, "bench", copy.id(), message, cached, 3);
+                    replica.sessions.delete("bench", copy.id());
+                    replica.sessions.collectGarbage();
+                    ((HotTier) replica.engine.kvStore()).evictAll();
+                    if (r >= 0) {
+                        remoteMs[r] = m;
+                    }
+                }
                 if (r >= 0) {
                     hotMs[r] = h;
                     warmMs[r] = w;
@@ -147,6 +175,12 @@ final class BenchResumeCommand implements Callable<Integer> {
             json.put("cached_tokens_hot", cached[0]);
             json.put("cached_tokens_warm", cached[1]);
             json.put("cached_tokens_recompute", cached[2]);
+            if (replica != null) {
+                json.put("ttft_remote_ms", round(median(remoteMs)));
+                json.put("cached_tokens_remote", cached[3]);
+                json.put("remote_runs", Arrays.toString(Arrays.stream(remoteMs).map(BenchResumeCommand::round).toArray()));
+                json.put("remote_stats_replica", replica.remote.stats().toString());
+            }
             json.put("stored_chunks", sessions.storedChunks());
             json.put("warm_disk_bytes", warm.diskUsage().totalBytes());
             json.put("hot_runs", Arrays.toString(Arrays.stream(hotMs).map(BenchResumeCommand::round).toArray()));
@@ -157,8 +191,37 @@ final class BenchResumeCommand implements Callable<Integer> {
             if (data == null) {
                 deleteTree(dir);
             }
+            if (replicaDir != null) {
+                deleteTree(replicaDir);
+            }
         }
         return 0;
+    }
+
+    /** A second "replica" on the same Redis: its own engine, hot tier and warm tier; chunks it does not have are deleted at once. */
+    private static final class Replica implements AutoCloseable {
+        final RedisRemoteTier remote;
+        final InferenceEngine engine;
+        final BatchScheduler scheduler;
+        final WarmStore warm;
+        final SessionStore sessions;
+
+        Replica(Path model, EngineOptions options, long hotMiB, Path dir, RedisRemoteTier.Config config) {
+            remote = new RedisRemoteTier(config);
+            engine = InferenceEngine.open(model, options, g -> new HotTier(g, hotMiB << 20));
+            scheduler = new BatchScheduler(engine);
+            warm = WarmStore.open(WarmStoreConfig.defaults(dir));
+            sessions = SessionStore.open(engine, scheduler, warm, remote, new SessionStore.Config(Long.MAX_VALUE, true, Duration.ZERO));
+        }
+
+        @Override
+        public void close() {
+            sessions.close();
+            scheduler.close();
+            warm.close();
+            remote.close();
+            engine.close();
+        }
     }
 
     /** The oldest session of tenant {@code bench} with the stored length of --tokens, or a clear error. */

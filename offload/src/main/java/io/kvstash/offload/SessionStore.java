@@ -87,7 +87,7 @@ public final class SessionStore implements AutoCloseable {
 
     /** Where a turn's KV came from, and what it produced. */
     public record TurnResult(SessionRecord record, GenerationResult generation, int promptTokens, int hotChunks, int warmChunks,
-                             int restoredTailTokens, int computedTokens) {
+                             int remoteChunks, int restoredTailTokens, int computedTokens) {
         /** Prompt tokens whose KV came from a tier instead of being computed. */
         public int cachedTokens() {
             return promptTokens - computedTokens;
@@ -100,6 +100,7 @@ public final class SessionStore implements AutoCloseable {
     private final InferenceEngine engine;
     private final HotTier hot;
     private final WarmStore warm;
+    private final RemoteTier remote;
     private final BatchScheduler scheduler;
     private final Config config;
     private final Clock clock;
@@ -121,13 +122,14 @@ public final class SessionStore implements AutoCloseable {
     private final Map<String, Integer> recordBytes = new HashMap<>();
     private long recordBytesTotal;
 
-    private SessionStore(InferenceEngine engine, BatchScheduler scheduler, WarmStore warm, Config config, Clock clock) {
+    private SessionStore(InferenceEngine engine, BatchScheduler scheduler, WarmStore warm, RemoteTier remote, Config config, Clock clock) {
         if (!(engine.kvStore() instanceof HotTier tier)) {
             throw new IllegalArgumentException("the engine's KV store must be a HotTier (open the engine with HotTier::new stores)");
         }
         this.engine = engine;
         this.hot = tier;
         this.warm = warm;
+        this.remote = remote;
         this.scheduler = scheduler;
         this.config = config;
         this.clock = clock;
@@ -151,11 +153,25 @@ public final class SessionStore implements AutoCloseable {
 
     /** Opens the session layer over an engine whose KV store is a {@link HotTier}, reading every stored record once. */
     public static SessionStore open(InferenceEngine engine, BatchScheduler scheduler, WarmStore warm, Config config) {
-        return open(engine, scheduler, warm, config, Clock.systemUTC());
+        return open(engine, scheduler, warm, null, config, Clock.systemUTC());
+    }
+
+    /**
+     * As {@link #open(InferenceEngine, BatchScheduler, WarmStore, Config)} with a shared {@code remote}
+     * tier (null for none): turns look there for chunks neither local tier has, and offer it the
+     * chunks they compute. The caller keeps owning (and closes) {@code remote}.
+     */
+    public static SessionStore open(InferenceEngine engine, BatchScheduler scheduler, WarmStore warm, RemoteTier remote, Config config) {
+        return open(engine, scheduler, warm, remote, config, Clock.systemUTC());
     }
 
     static SessionStore open(InferenceEngine engine, BatchScheduler scheduler, WarmStore warm, Config config, Clock clock) {
-        SessionStore s = new SessionStore(engine, scheduler, warm, config, clock);
+        return open(engine, scheduler, warm, null, config, clock);
+    }
+
+    static SessionStore open(InferenceEngine engine, BatchScheduler scheduler, WarmStore warm, RemoteTier remote, Config config,
+                             Clock clock) {
+        SessionStore s = new SessionStore(engine, scheduler, warm, remote, config, clock);
         s.scan();
         return s;
     }
@@ -200,6 +216,11 @@ public final class SessionStore implements AutoCloseable {
 
     public HotTier hotTier() {
         return hot;
+    }
+
+    /** The shared remote tier, or null when there is none. */
+    public RemoteTier remoteTier() {
+        return remote;
     }
 
     // ---- sessions ------------------------------------------------------------------------------
@@ -312,6 +333,52 @@ public final class SessionStore implements AutoCloseable {
         return copy;
     }
 
+    /**
+     * A new session of {@code tenant} (with a new id) holding a conversation exported elsewhere
+     * (another replica, or before a move): its tokens, messages and, for an exact resume, how many
+     * positions had KV and the F32 tail of the last, partly filled chunk. The chunk keys are derived
+     * again from the tokens under {@code tenant}, never taken from the export, so an import reads
+     * only chunks the importing tenant could have computed itself; chunks no tier has are recomputed
+     * by the next turn (and then the tail is ignored: it only counts when every full chunk before it
+     * is found).
+     *
+     * @throws IllegalArgumentException when the parts do not fit together or with this model
+     */
+    public SessionRecord importSession(String tenant, int[] tokens, int kvLength, byte[] tail, List<SessionRecord.Message> messages) {
+        Objects.requireNonNull(tenant, "tenant");
+        Objects.requireNonNull(tokens, "tokens");
+        int vocabulary = engine.tokenizer().vocabularySize();
+        for (int i = 0; i < tokens.length; i++) {
+            if (tokens[i] < 0 || tokens[i] >= vocabulary) {
+                throw new IllegalArgumentException("token " + i + " is " + tokens[i] + ", outside this model's vocabulary [0, " + vocabulary + ")");
+            }
+        }
+        if (kvLength < 0 || kvLength > tokens.length) {
+            throw new IllegalArgumentException("kv_length " + kvLength + " outside [0, " + tokens.length + "] (the token count)");
+        }
+        byte[] t = tail == null ? new byte[0] : tail;
+        int filled = kvLength % chunkTokens;
+        int want = filled == 0 ? 0 : TailCodec.bytes(hot.geometry(), filled);
+        if (t.length != want) {
+            throw new IllegalArgumentException("the tail has " + t.length + " bytes; " + filled + " positions past the last full chunk of "
+                    + chunkTokens + " need " + want);
+        }
+        if (!TailCodec.finite(t)) {
+            throw new IllegalArgumentException("the tail holds a value that is not a finite number");
+        }
+        ChunkKey[] keys = ChunkKey.chain(tenant, model, hot.geometry().format(), chunkTokens, tokens, kvLength / chunkTokens);
+        long now = clock.millis();
+        SessionRecord r = new SessionRecord(UUID.randomUUID().toString(), tenant, now, now, 0, tokens, kvLength, Arrays.asList(keys),
+                t, messages == null ? List.of() : messages);
+        write(r, null, List.of());
+        return r;
+    }
+
+    /** The chunk size, KV format and model dimensions of the sessions here (what an export must match). */
+    public KvGeometry geometry() {
+        return hot.geometry();
+    }
+
     /** Writes the session's hot chunks the warm tier lacks, then drops them from the hot tier (chunks in use stay). */
     public Residency offload(String tenant, String id) {
         SessionRecord r = load(tenant, id);
@@ -349,7 +416,7 @@ public final class SessionStore implements AutoCloseable {
             List<Optional<byte[]>> got = warm.getChunks(missing.stream().map(ChunkKey::bytes).toList(), header);
             for (int i = 0; i < missing.size(); i++) {
                 if (got.get(i).isPresent()) {
-                    KvChunk c = fromBytes(missing.get(i), got.get(i).get());
+                    KvChunk c = fromBytes(missing.get(i), got.get(i).get(), true);
                     if (c != null) {
                         hot.release(c);
                     }
@@ -442,9 +509,13 @@ public final class SessionStore implements AutoCloseable {
 
     // ---- a turn ------------------------------------------------------------------------------
 
-    record Resumed(KvCache cache, int hotChunks, int warmChunks, int tailTokens) {}
+    record Resumed(KvCache cache, int hotChunks, int warmChunks, int remoteChunks, int tailTokens) {
+        int chunks() {
+            return hotChunks + warmChunks + remoteChunks;
+        }
+    }
 
-    /** The longest cached prefix of {@code history}'s KV: hot chunks, then warm ones, then the record's tail. */
+    /** The longest cached prefix of {@code history}'s KV: hot chunks, then warm ones, then remote ones, then the record's tail. */
     Resumed resume(String tenant, SessionRecord r, int[] history) {
         KvCache cache = engine.newSequence();
         try {
@@ -465,7 +536,7 @@ public final class SessionStore implements AutoCloseable {
                 List<ChunkKey> want = Arrays.asList(keys).subList(i, full);
                 List<Optional<byte[]>> got = warm.getChunks(want.stream().map(ChunkKey::bytes).toList(), header);
                 for (int j = 0; j < want.size() && got.get(j).isPresent(); j++) {
-                    KvChunk c = fromBytes(want.get(j), got.get(j).get());
+                    KvChunk c = fromBytes(want.get(j), got.get(j).get(), true);
                     if (c == null) {
                         break;
                     }
@@ -475,6 +546,21 @@ public final class SessionStore implements AutoCloseable {
                 }
                 warmChunkHits.add(warmHits);
                 warmChunkMisses.add(want.size() - warmHits);
+            }
+            int remoteHits = 0;
+            if (i < full && remote != null) {
+                // Not persisted locally: the turn's write (write-through) or an eviction (write-back) stores them in the warm tier.
+                List<ChunkKey> want = Arrays.asList(keys).subList(i, full);
+                List<Optional<byte[]>> got = remote.get(want, header);
+                for (int j = 0; j < want.size() && got.get(j).isPresent(); j++) {
+                    KvChunk c = fromBytes(want.get(j), got.get(j).get(), false);
+                    if (c == null) {
+                        break;
+                    }
+                    cache.appendFull(c);
+                    remoteHits++;
+                    i++;
+                }
             }
             int tailTokens = 0;
             int filled = r.kvLength() % chunkTokens;
@@ -490,15 +576,15 @@ public final class SessionStore implements AutoCloseable {
                 cache.appendTail(tail, filled);
                 tailTokens = filled;
             }
-            return new Resumed(cache, hotHits, warmHits, tailTokens);
+            return new Resumed(cache, hotHits, warmHits, remoteHits, tailTokens);
         } catch (RuntimeException e) {
             cache.close();
             throw e;
         }
     }
 
-    /** A chunk read from the warm tier, registered in the hot tier and pinned; null if its bytes do not fit. */
-    private KvChunk fromBytes(ChunkKey key, byte[] payload) {
+    /** A chunk read from the warm or remote tier, registered in the hot tier and pinned; null if its bytes do not fit. */
+    private KvChunk fromBytes(ChunkKey key, byte[] payload, boolean persisted) {
         KvChunk existing = hot.acquire(key);
         if (existing != null) {
             return existing;
@@ -508,7 +594,7 @@ public final class SessionStore implements AutoCloseable {
         }
         KvChunk c = hot.allocateSealed();
         MemorySegment.copy(payload, 0, c.data(), ValueLayout.JAVA_BYTE, 0, payload.length);
-        KvChunk kept = hot.register(key, c, true);
+        KvChunk kept = hot.register(key, c, persisted);
         if (kept != c) {
             hot.release(c);
         }
@@ -535,13 +621,19 @@ public final class SessionStore implements AutoCloseable {
                 if (kept != chunk) {
                     cache.replaceFull(c, kept);
                 }
+                byte[] bytes = null;
+                if (remote != null && c >= resumed.chunks()) {
+                    // Computed by this turn: share it (chunks that came from a tier are there already, or were elsewhere).
+                    bytes = bytesOf(kept);
+                    remote.put(keys[c], header, bytes);
+                }
                 if (isStored(keys[c])) {
                     hot.markPersisted(keys[c]);
                     if (listed == c) {
                         listed++;
                     }
                 } else if (config.writeThrough()) {
-                    fresh.add(new NewChunk(keys[c].bytes(), header, bytesOf(kept)));
+                    fresh.add(new NewChunk(keys[c].bytes(), header, bytes != null ? bytes : bytesOf(kept)));
                     listed++;
                 }
             }
@@ -563,8 +655,9 @@ public final class SessionStore implements AutoCloseable {
                 hot.markPersisted(ChunkKey.of(c.key()));
             }
             enforceBudget(r.id());
-            int computed = history.length - (resumed.hotChunks + resumed.warmChunks) * chunkTokens - resumed.tailTokens;
-            return new TurnResult(next, result, history.length, resumed.hotChunks, resumed.warmChunks, resumed.tailTokens, computed);
+            int computed = history.length - resumed.chunks() * chunkTokens - resumed.tailTokens;
+            return new TurnResult(next, result, history.length, resumed.hotChunks, resumed.warmChunks, resumed.remoteChunks,
+                    resumed.tailTokens, computed);
         } finally {
             cache.close();
         }

@@ -20,6 +20,17 @@ final class TailCodec {
         return 2 * g.layers() * g.kvHeads() * filled * g.headDim() * 4;
     }
 
+    /** Whether every float of an exported tail is finite (an imported tail is otherwise unchecked data). */
+    static boolean finite(byte[] bytes) {
+        java.nio.FloatBuffer f = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
+        while (f.hasRemaining()) {
+            if (!Float.isFinite(f.get())) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     static byte[] export(KvChunk tail, int filled) {
         if (tail.format() != KvFormat.F32) {
             throw new IllegalArgumentException("a tail is F32, got " + tail.format());

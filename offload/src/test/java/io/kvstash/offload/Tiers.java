@@ -19,6 +19,11 @@ final class Tiers implements AutoCloseable {
     final SessionStore sessions;
 
     Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config) {
+        this(model, format, dir, hotBytes, config, null);
+    }
+
+    /** With a shared remote tier (not closed here: several tiers may share one). */
+    Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config, RemoteTier remote) {
         engine = InferenceEngine.open(model, EngineOptions.defaults().withThreads(2).withKvFormat(format).withContextLength(1024),
                 g -> new HotTier(g, hotBytes));
         BatchScheduler s = null;
@@ -26,7 +31,7 @@ final class Tiers implements AutoCloseable {
         try {
             s = new BatchScheduler(engine);
             w = WarmStore.open(WarmStoreConfig.defaults(dir));
-            sessions = SessionStore.open(engine, s, w, config);
+            sessions = SessionStore.open(engine, s, w, remote, config);
         } catch (RuntimeException e) {
             if (w != null) {
                 w.close();

@@ -64,6 +64,20 @@ public class KvCacheEndpoint {
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("hot", hotView);
         out.put("warm", warmView);
+        io.kvstash.offload.RemoteTier remote = sessions.remoteTier();
+        if (remote != null) {
+            io.kvstash.offload.RemoteTier.Stats r = remote.stats();
+            Map<String, Object> remoteView = new LinkedHashMap<>();
+            remoteView.put("hits", r.hits());
+            remoteView.put("misses", r.misses());
+            remoteView.put("errors", r.errors());
+            remoteView.put("rejected", r.rejected());
+            remoteView.put("writes", r.writes());
+            remoteView.put("writeErrors", r.writeErrors());
+            remoteView.put("drops", r.drops());
+            remoteView.put("queued", r.queued());
+            out.put("remote", remoteView);
+        }
         out.put("largestSessions", largestSessions());
         return out;
     }

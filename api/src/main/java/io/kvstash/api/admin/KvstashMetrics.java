@@ -2,6 +2,7 @@ package io.kvstash.api.admin;
 
 import io.kvstash.engine.scheduler.BatchScheduler;
 import io.kvstash.offload.HotTier;
+import io.kvstash.offload.RemoteTier;
 import io.kvstash.offload.SessionStore;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
@@ -33,6 +34,23 @@ public class KvstashMetrics implements MeterBinder {
         FunctionCounter.builder("kvstash.tier.lookups", hot, h -> h.stats().misses()).tag("tier", "hot").tag("result", "miss").register(r);
         FunctionCounter.builder("kvstash.tier.lookups", sessions, SessionStore::warmHits).tag("tier", "warm").tag("result", "hit").register(r);
         FunctionCounter.builder("kvstash.tier.lookups", sessions, SessionStore::warmMisses).tag("tier", "warm").tag("result", "miss").register(r);
+        RemoteTier remote = sessions.remoteTier();
+        if (remote != null) {
+            FunctionCounter.builder("kvstash.tier.lookups", remote, t -> t.stats().hits()).tag("tier", "remote").tag("result", "hit").register(r);
+            FunctionCounter.builder("kvstash.tier.lookups", remote, t -> t.stats().misses()).tag("tier", "remote").tag("result", "miss").register(r);
+            FunctionCounter.builder("kvstash.tier.lookups", remote, t -> t.stats().errors()).tag("tier", "remote").tag("result", "error")
+                    .description("chunks not looked up because the remote tier failed, timed out or was being left alone").register(r);
+            FunctionCounter.builder("kvstash.tier.lookups", remote, t -> t.stats().rejected()).tag("tier", "remote").tag("result", "rejected")
+                    .description("remote values that did not decode as the expected chunk (treated as missing)").register(r);
+            FunctionCounter.builder("kvstash.tier.writes", remote, t -> t.stats().writes()).tag("tier", "remote").tag("result", "written").register(r);
+            FunctionCounter.builder("kvstash.tier.writes", remote, t -> t.stats().writeErrors()).tag("tier", "remote").tag("result", "failed").register(r);
+            FunctionCounter.builder("kvstash.tier.writes", remote, t -> t.stats().drops()).tag("tier", "remote").tag("result", "dropped")
+                    .description("chunks not written: the queue was full or the remote tier was being left alone").register(r);
+        }
+        if (remote != null) {
+            Gauge.builder("kvstash.tier.write.queue", remote, t -> t.stats().queued()).tag("tier", "remote")
+                    .description("chunks waiting to be written to the remote tier").register(r);
+        }
         FunctionCounter.builder("kvstash.tier.evictions", hot, h -> h.stats().evictions()).tag("tier", "hot").register(r);
         FunctionCounter.builder("kvstash.tier.write.backs", hot, h -> h.stats().writeBacks()).tag("tier", "hot").register(r);
         Gauge.builder("kvstash.scheduler.queue", scheduler, BatchScheduler::waiting).description("sequences waiting for admission").register(r);

@@ -45,6 +45,8 @@ public class ChatTurns {
     private final Counter generatedTokens;
     private final Counter cachedTokens;
     private final Counter computedTokens;
+    /** The cached prompt tokens by where their KV came from: hot, warm, remote chunks, the stored tail. */
+    private final Counter[] cachedByTier = new Counter[4];
     private final ConversationFormat format;
     private final PrefixRegistry prefixes;
     private final PromptLimits promptLimits;
@@ -64,6 +66,11 @@ public class ChatTurns {
                 .description("prompt tokens whose KV came from the hot or warm tier").register(meters);
         this.computedTokens = Counter.builder("kvstash.prompt.tokens").tag("source", "computed")
                 .description("prompt tokens prefilled").register(meters);
+        String[] tiers = {"hot", "warm", "remote", "tail"};
+        for (int i = 0; i < tiers.length; i++) {
+            cachedByTier[i] = Counter.builder("kvstash.prompt.cached.tokens").tag("tier", tiers[i])
+                    .description("prompt tokens whose KV came from this tier (tail: the session's stored partial chunk)").register(meters);
+        }
     }
 
     /** A turn that has been admitted: its events (subscribe once). */
@@ -239,10 +246,15 @@ public class ChatTurns {
         };
         generatedTokens.increment(g.tokens().length);
         cachedTokens.increment(r.cachedTokens());
+        int chunk = sessions.geometry().chunkTokens();
+        cachedByTier[0].increment((double) r.hotChunks() * chunk);
+        cachedByTier[1].increment((double) r.warmChunks() * chunk);
+        cachedByTier[2].increment((double) r.remoteChunks() * chunk);
+        cachedByTier[3].increment(r.restoredTailTokens());
         computedTokens.increment(r.computedTokens());
         meters.counter("kvstash.turns", "outcome", reason).increment();
         TurnOutcome outcome = new TurnOutcome(sessionId, matcher.text(), reason, r.promptTokens(),
-                g.tokens().length, r.cachedTokens(), r.hotChunks(), r.warmChunks());
+                g.tokens().length, r.cachedTokens(), r.hotChunks(), r.warmChunks(), r.remoteChunks());
         sink.tryEmitNext(new TurnEvent.Done(outcome));
         sink.tryEmitComplete();
     }

@@ -9,9 +9,10 @@ package io.kvstash.api.chat;
  *                         context length), {@code cancelled} (the client went away)
  * @param promptTokens     tokens of the turn's prompt (the whole conversation before the reply)
  * @param completionTokens tokens generated
- * @param cachedTokens     prompt tokens whose KV came from the hot or warm tier instead of being computed
+ * @param cachedTokens     prompt tokens whose KV came from a tier (hot, warm, remote, or the session's stored tail) instead of being computed
  * @param hotChunks        chunks resumed from the hot tier
  * @param warmChunks       chunks resumed from the warm tier
+ * @param remoteChunks     chunks resumed from the shared remote tier (Redis)
  */
 public record TurnOutcome(String sessionId, String text, String finishReason, int promptTokens, int completionTokens,
-                          int cachedTokens, int hotChunks, int warmChunks) {}
+                          int cachedTokens, int hotChunks, int warmChunks, int remoteChunks) {}

@@ -13,6 +13,8 @@ public enum Problem {
     TOO_MANY_PREFIXES(HttpStatus.CONFLICT, "too-many-prefixes", "Prefix limit reached", "invalid_request_error", "prefix_limit_reached"),
     UNKNOWN_MODEL(HttpStatus.NOT_FOUND, "unknown-model", "Unknown model", "invalid_request_error", "model_not_found"),
     SESSION_BUSY(HttpStatus.CONFLICT, "session-busy", "Session busy", "invalid_request_error", "session_busy"),
+    INCOMPATIBLE_SESSION(HttpStatus.CONFLICT, "incompatible-session", "Session from another model or KV format", "invalid_request_error",
+            "incompatible_session"),
     QUEUE_FULL(HttpStatus.TOO_MANY_REQUESTS, "queue-full", "Too many requests", "rate_limit_error", "queue_full"),
     PROMPT_TOO_LONG(HttpStatus.BAD_REQUEST, "prompt-too-long", "Prompt too long", "invalid_request_error", "context_length_exceeded"),
     REPLY_TOO_LONG(HttpStatus.BAD_REQUEST, "reply-too-long", "Reply limit exceeded", "invalid_request_error", "max_tokens_exceeded"),

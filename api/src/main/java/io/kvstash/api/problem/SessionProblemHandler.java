@@ -8,7 +8,8 @@ import org.springframework.web.bind.annotation.RestControllerAdvice;
 import org.springframework.web.server.ServerWebExchange;
 
 /** RFC 9457 problem details for every failure of the sessions and prefixes APIs, bad input included (never a 500 for it). */
-@RestControllerAdvice(assignableTypes = {SessionController.class, io.kvstash.api.prefix.PrefixController.class})
+@RestControllerAdvice(assignableTypes = {SessionController.class, io.kvstash.api.session.SessionTransferController.class,
+        io.kvstash.api.prefix.PrefixController.class})
 public class SessionProblemHandler {
     @ExceptionHandler(Throwable.class)
     ResponseEntity<Object> handle(Throwable error, ServerWebExchange exchange) {

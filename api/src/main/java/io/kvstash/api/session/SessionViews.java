@@ -49,13 +49,13 @@ public final class SessionViews {
     /** A page of the caller's sessions, in id order; pass {@code next_after} as {@code after} for the next one. */
     public record SessionPage(List<SessionSummary> data, boolean hasMore, String nextAfter) {}
 
-    public record Usage(int promptTokens, int completionTokens, int cachedTokens, int hotChunks, int warmChunks) {}
+    public record Usage(int promptTokens, int completionTokens, int cachedTokens, int hotChunks, int warmChunks, int remoteChunks) {}
 
     /** The assistant's reply to a posted message. */
     public record TurnView(String sessionId, MessageView message, String finishReason, Usage usage) {
         static TurnView of(TurnOutcome o) {
             return new TurnView(o.sessionId(), new MessageView("assistant", o.text()), o.finishReason(),
-                    new Usage(o.promptTokens(), o.completionTokens(), o.cachedTokens(), o.hotChunks(), o.warmChunks()));
+                    new Usage(o.promptTokens(), o.completionTokens(), o.cachedTokens(), o.hotChunks(), o.warmChunks(), o.remoteChunks()));
         }
     }
 
