@@ -20,12 +20,17 @@ import java.util.Objects;
  *
  * @param tokens   every token of the conversation so far, the last one possibly not yet in the KV
  * @param kvLength positions with KV: {@code chunkKeys.size() × C + tail positions}, at most tokens.length
- * @param messages the conversation as the caller sent it (roles and texts), for the API layer
+ * @param messages the conversation as the caller sent it (roles and texts), for the API layer: every
+ *                 message ever sent or replied, also those the tokens no longer hold
+ * @param droppedMessages how many messages right after the leading system messages the tokens no
+ *                 longer hold: a session past the context length that dropped its oldest turns
+ *                 ({@code truncate} policy); 0 when the tokens stand for every message
  */
 public record SessionRecord(String id, String tenant, long createdMillis, long updatedMillis, long version, int[] tokens,
-                            int kvLength, List<ChunkKey> chunkKeys, byte[] tail, List<Message> messages) {
+                            int kvLength, List<ChunkKey> chunkKeys, byte[] tail, List<Message> messages, int droppedMessages) {
     private static final int MAGIC = 0x4b565352; // "KVSR"
-    private static final int FORMAT = 1;
+    /** 2 adds droppedMessages; records of format 1 are read with none dropped. */
+    private static final int FORMAT = 2;
 
     /** One message of the conversation. */
     public record Message(String role, String content) {
@@ -45,6 +50,35 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
         if (kvLength < 0 || kvLength > tokens.length) {
             throw new IllegalArgumentException("kvLength " + kvLength + " outside [0, " + tokens.length + "]");
         }
+        if (droppedMessages < 0 || droppedMessages > messages.size()) {
+            throw new IllegalArgumentException("droppedMessages " + droppedMessages + " outside [0, " + messages.size() + "]");
+        }
+    }
+
+    /** A record whose tokens stand for every message. */
+    public SessionRecord(String id, String tenant, long createdMillis, long updatedMillis, long version, int[] tokens, int kvLength,
+                         List<ChunkKey> chunkKeys, byte[] tail, List<Message> messages) {
+        this(id, tenant, createdMillis, updatedMillis, version, tokens, kvLength, chunkKeys, tail, messages, 0);
+    }
+
+    /** The messages the tokens stand for: all but the {@link #droppedMessages} after the leading system messages. */
+    public List<Message> heldMessages() {
+        if (droppedMessages == 0) {
+            return messages;
+        }
+        int from = leadingSystemMessages(messages);
+        List<Message> held = new ArrayList<>(messages.subList(0, from));
+        held.addAll(messages.subList(from + droppedMessages, messages.size()));
+        return List.copyOf(held);
+    }
+
+    /** How many messages at the start of {@code messages} are system messages (never dropped). */
+    public static int leadingSystemMessages(List<Message> messages) {
+        int n = 0;
+        while (n < messages.size() && messages.get(n).role().equals("system")) {
+            n++;
+        }
+        return n;
     }
 
     public static SessionRecord empty(String id, String tenant, long now) {
@@ -89,6 +123,7 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
             }
             out.writeInt(tail.length);
             out.write(tail);
+            out.writeInt(droppedMessages);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
@@ -102,7 +137,7 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
                 throw new IllegalArgumentException("not a session record");
             }
             int format = in.readInt();
-            if (format != FORMAT) {
+            if (format != FORMAT && format != 1) {
                 throw new IllegalArgumentException("session record format " + format + ", this build reads " + FORMAT);
             }
             String id = in.readUTF();
@@ -130,10 +165,11 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
             }
             byte[] tail = new byte[count(in.readInt(), value.length)];
             in.readFully(tail);
+            int dropped = format >= 2 ? in.readInt() : 0;
             if (in.available() != 0) {
                 throw new IllegalArgumentException("session record has " + in.available() + " trailing bytes");
             }
-            return new SessionRecord(id, tenant, created, updated, version, tokens, kvLength, chunkKeys, tail, messages);
+            return new SessionRecord(id, tenant, created, updated, version, tokens, kvLength, chunkKeys, tail, messages, dropped);
         } catch (IOException e) {
             throw new IllegalArgumentException("truncated session record", e);
         }
@@ -150,7 +186,8 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
     public boolean equals(Object o) {
         return o instanceof SessionRecord r && id.equals(r.id) && tenant.equals(r.tenant) && createdMillis == r.createdMillis
                 && updatedMillis == r.updatedMillis && version == r.version && Arrays.equals(tokens, r.tokens) && kvLength == r.kvLength
-                && chunkKeys.equals(r.chunkKeys) && Arrays.equals(tail, r.tail) && messages.equals(r.messages);
+                && chunkKeys.equals(r.chunkKeys) && Arrays.equals(tail, r.tail) && messages.equals(r.messages)
+                && droppedMessages == r.droppedMessages;
     }
 
     @Override
@@ -161,6 +198,7 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
     @Override
     public String toString() {
         return "SessionRecord[" + id + ", tenant " + tenant + ", v" + version + ", " + tokens.length + " tokens, kv " + kvLength
-                + ", " + chunkKeys.size() + " chunks, tail " + tail.length + " B]";
+                + ", " + chunkKeys.size() + " chunks, tail " + tail.length + " B, " + messages.size() + " messages ("
+                + droppedMessages + " dropped from the tokens)]";
     }
 }

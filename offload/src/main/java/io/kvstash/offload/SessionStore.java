@@ -262,11 +262,42 @@ public final class SessionStore implements AutoCloseable {
     public Turn begin(String tenant, String id, int[] newTokens, List<SessionRecord.Message> newMessages,
                       Function<GenerationResult, List<SessionRecord.Message>> reply, SamplingParams params, int maxTokens,
                       boolean ignoreEndOfGeneration, GenerationListener listener) {
+        return begin(tenant, id, -1, r -> concat(r.tokens(), newTokens), r -> r.droppedMessages(), newMessages, reply, params, maxTokens,
+                ignoreEndOfGeneration, listener);
+    }
+
+    /**
+     * As {@link #begin}, for a conversation that dropped its oldest turns to fit the context
+     * length: the session's tokens become {@code keptTokens} (the rendering of the messages still
+     * held followed by the new ones), and the {@code droppedMessages} messages after the leading
+     * system messages are no longer in the tokens (the record keeps every message). The KV of the
+     * longest prefix of whole chunks {@code keptTokens} shares with what is stored is reused, the
+     * rest is computed.
+     *
+     * @param version the record version {@code keptTokens} was rendered from
+     * @throws SessionBusyException when the session is in a turn, or has changed since {@code version}
+     */
+    public Turn beginTruncated(String tenant, String id, long version, int[] keptTokens, int droppedMessages,
+                               List<SessionRecord.Message> newMessages, Function<GenerationResult, List<SessionRecord.Message>> reply,
+                               SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration, GenerationListener listener) {
+        int[] kept = keptTokens.clone();
+        return begin(tenant, id, version, r -> kept, r -> droppedMessages, newMessages, reply, params, maxTokens, ignoreEndOfGeneration,
+                listener);
+    }
+
+    private Turn begin(String tenant, String id, long version, Function<SessionRecord, int[]> tokensOf,
+                       java.util.function.ToIntFunction<SessionRecord> droppedOf, List<SessionRecord.Message> newMessages,
+                       Function<GenerationResult, List<SessionRecord.Message>> reply, SamplingParams params, int maxTokens,
+                       boolean ignoreEndOfGeneration, GenerationListener listener) {
         Objects.requireNonNull(reply, "reply");
         claim(id);
         try {
             SessionRecord r = load(tenant, id);
-            int[] history = concat(r.tokens(), newTokens);
+            if (version >= 0 && r.version() != version) {
+                throw new SessionBusyException(id);
+            }
+            int[] history = tokensOf.apply(r);
+            int dropped = droppedOf.applyAsInt(r);
             if (history.length == 0) {
                 throw new IllegalArgumentException("a turn needs at least one token");
             }
@@ -279,7 +310,8 @@ public final class SessionStore implements AutoCloseable {
                 throw e;
             }
             CompletableFuture<TurnResult> done = g.result()
-                    .thenApplyAsync(result -> finishTurn(tenant, r, history, messagesOf(newMessages, reply, result), resumed, result),
+                    .thenApplyAsync(result -> finishTurn(tenant, r, history, dropped, messagesOf(newMessages, reply, result), resumed,
+                            result),
                             persister)
                     .whenComplete((x, error) -> busy.remove(id));
             return new Turn(g, done);
@@ -307,7 +339,7 @@ public final class SessionStore implements AutoCloseable {
         SessionRecord r = load(tenant, id);
         long now = clock.millis();
         SessionRecord copy = new SessionRecord(UUID.randomUUID().toString(), tenant, now, now, 0, r.tokens(), r.kvLength(),
-                r.chunkKeys(), r.tail(), r.messages());
+                r.chunkKeys(), r.tail(), r.messages(), r.droppedMessages());
         write(copy, null, List.of());
         return copy;
     }
@@ -478,7 +510,9 @@ public final class SessionStore implements AutoCloseable {
             }
             int tailTokens = 0;
             int filled = r.kvLength() % chunkTokens;
+            // The tail holds the record's tokens: usable only while the history still starts with them.
             if (i == r.kvLength() / chunkTokens && filled > 0 && r.kvLength() < history.length
+                    && Arrays.equals(history, 0, r.kvLength(), r.tokens(), 0, r.kvLength())
                     && r.tail().length == TailCodec.bytes(hot.geometry(), filled)) {
                 KvChunk tail = hot.allocate();
                 try {
@@ -515,8 +549,8 @@ public final class SessionStore implements AutoCloseable {
         return kept;
     }
 
-    private TurnResult finishTurn(String tenant, SessionRecord r, int[] history, List<SessionRecord.Message> newMessages, Resumed resumed,
-                                  GenerationResult result) {
+    private TurnResult finishTurn(String tenant, SessionRecord r, int[] history, int droppedMessages,
+                                  List<SessionRecord.Message> newMessages, Resumed resumed, GenerationResult result) {
         KvCache cache = resumed.cache;
         try {
             if (result.reason() == StopReason.ERROR) {
@@ -557,7 +591,7 @@ public final class SessionStore implements AutoCloseable {
                 messages.addAll(newMessages);
             }
             SessionRecord next = new SessionRecord(r.id(), r.tenant(), r.createdMillis(), now, r.version() + 1, tokens, kvLength,
-                    Arrays.asList(keys).subList(0, listed), tail, messages);
+                    Arrays.asList(keys).subList(0, listed), tail, messages, droppedMessages);
             write(next, r, fresh);
             for (NewChunk c : fresh) {
                 hot.markPersisted(ChunkKey.of(c.key()));
@@ -661,7 +695,7 @@ public final class SessionStore implements AutoCloseable {
                     continue;
                 }
                 SessionRecord dropped = new SessionRecord(r.id(), r.tenant(), r.createdMillis(), r.updatedMillis(), r.version() + 1,
-                        r.tokens(), 0, List.of(), null, r.messages());
+                        r.tokens(), 0, List.of(), null, r.messages(), r.droppedMessages());
                 write(dropped, r, List.of());
                 List<ChunkKey> doomed = new ArrayList<>();
                 synchronized (this) {

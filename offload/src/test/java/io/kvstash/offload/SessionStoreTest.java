@@ -125,6 +125,58 @@ class SessionStoreTest {
         }
     }
 
+    /**
+     * Truncate: a session that drops its oldest turn replies as a fresh session holding only the
+     * kept conversation (greedy, same tokens), reuses the KV of the prefix they share, and keeps
+     * every message in its record; the view of the tokens skips the dropped messages.
+     */
+    @Test
+    void shouldReplyAsAFreshSessionOnTheKeptConversationAndKeepEveryMessageWhenTruncated() throws Exception {
+        try (Tiers t = new Tiers(Tiers.model(MODEL), KvFormat.Q8, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            int[] system = tokens(t.engine, 70, 0);            // leading system turn: one full chunk and a bit
+            int[] user1 = Arrays.copyOfRange(tokens(t.engine, 41, 70), 1, 41);
+            int[] user2 = Arrays.copyOfRange(tokens(t.engine, 31, 120), 1, 31);
+            SessionRecord.Message sys = new SessionRecord.Message("system", "sys");
+            SessionRecord.Message u1 = new SessionRecord.Message("user", "one");
+            SessionRecord.Message u2 = new SessionRecord.Message("user", "two");
+            String id = t.sessions.create("acme").id();
+            t.sessions.turn("acme", id, system, List.of(sys), SamplingParams.greedy(), 0, false, null).get();
+            SessionRecord afterFirst = t.sessions.begin("acme", id, user1, List.of(u1),
+                    g -> List.of(new SessionRecord.Message("assistant", "reply one")), SamplingParams.greedy(), 10, true, null)
+                    .result().get().record();
+            assertEquals(3, afterFirst.messages().size());
+
+            // Drop user1 and its reply: the tokens become the system turn, then the new message.
+            int[] kept = concat(system, user2);
+            SessionStore.TurnResult truncated = t.sessions.beginTruncated("acme", id, afterFirst.version(), kept, 2, List.of(u2),
+                    g -> List.of(new SessionRecord.Message("assistant", "reply two")), SamplingParams.greedy(), 12, true, null)
+                    .result().get();
+            SessionRecord r = truncated.record();
+            assertEquals(List.of("system", "user", "assistant", "user", "assistant"), r.messages().stream().map(SessionRecord.Message::role)
+                    .toList(), "every message survives");
+            assertEquals(2, r.droppedMessages());
+            assertEquals(List.of(sys, u2, new SessionRecord.Message("assistant", "reply two")), r.heldMessages());
+            assertArrayEquals(kept, Arrays.copyOf(r.tokens(), kept.length), "the tokens are the kept conversation");
+            assertEquals(1, truncated.hotChunks(), "the system turn's full chunk is reused");
+            assertEquals(kept.length - 64, truncated.computedTokens(), "the rest is recomputed (the old tail does not fit)");
+
+            String freshId = t.sessions.create("acme").id();
+            SessionStore.TurnResult fresh = t.sessions.turn("acme", freshId, kept, List.of(), SamplingParams.greedy(), 12, true, null).get();
+            assertArrayEquals(fresh.generation().tokens(), truncated.generation().tokens(), "same reply as a fresh session");
+
+            // A later plain turn appends to the kept tokens and keeps the dropped count; the record reads back the same.
+            SessionRecord next = t.sessions.turn("acme", id, new int[] {user2[0]}, List.of(u1), SamplingParams.greedy(), 2, true, null)
+                    .get().record();
+            assertEquals(2, next.droppedMessages());
+            assertEquals(6, next.messages().size());
+            assertEquals(next, SessionRecord.decode(next.encode()));
+            assertEquals(2, t.sessions.fork("acme", id).droppedMessages(), "a fork holds the same tokens");
+
+            assertThrows(SessionBusyException.class, () -> t.sessions.beginTruncated("acme", id, afterFirst.version(), kept, 2, List.of(),
+                    g -> List.of(), SamplingParams.greedy(), 1, true, null), "the session changed since that version");
+        }
+    }
+
     @Test
     void shouldComputeAndStoreASharedPrefixOnceWhenTwoSessionsStartWithIt() throws Exception {
         Path model = Tiers.model(MODEL);
