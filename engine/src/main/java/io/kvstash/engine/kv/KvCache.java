@@ -137,12 +137,12 @@ public final class KvCache implements AutoCloseable {
      * F32, rotated and sealed again in its format (lossy for quantized formats: one more rounding),
      * the F32 tail is moved into a fresh tail. Returns the new length.
      *
-     * @throws IllegalArgumentException when the cache does not hold more than the kept and dropped chunks
+     * @throws IllegalArgumentException when the cache does not hold the kept and dropped chunks
      */
     public int shift(int keepChunks, int dropChunks, KeyRotation rotation) {
-        if (keepChunks < 0 || dropChunks < 1 || (long) (keepChunks + dropChunks) * chunkTokens >= length) {
+        if (keepChunks < 0 || dropChunks < 1 || (long) (keepChunks + dropChunks) * chunkTokens > length) {
             throw new IllegalArgumentException("cannot keep " + keepChunks + " and drop " + dropChunks + " chunks of " + chunkTokens
-                    + " positions from a cache of " + length + " positions: something must stay after them");
+                    + " positions from a cache of " + length + " positions");
         }
         KvGeometry g = store.geometry();
         int c = chunkTokens;
@@ -174,7 +174,7 @@ public final class KvCache implements AutoCloseable {
             chunks.set(i, moved);
             store.release(old);
         }
-        for (int i = 0; i < dropChunks; i++) {
+        for (int i = 0; i < dropChunks && chunks.size() > keepChunks; i++) {
             store.release(chunks.remove(keepChunks));
         }
         length -= dropChunks * c;

@@ -126,15 +126,18 @@ class ContextShiftTest {
     }
 
     @Test
-    void shiftNeedsSomethingAfterTheDroppedChunks() {
+    void shiftNeedsTheChunksItKeepsAndDrops() {
         Path file = TinyModels.write(dir.resolve("bad.gguf"), TinyModels.Spec.builder().layers(1).contextLength(512).build());
         try (InferenceEngine engine = InferenceEngine.open(file, options(KvFormat.Q8)); KvCache cache = engine.newSequence()) {
             int[] tokens = random(engine.config().vocabularySize(), 2 * C, 1);
             engine.forward(cache, tokens, 0, tokens.length, tokens.length, null);
-            assertThrows(IllegalArgumentException.class, () -> engine.shift(cache, 1, 1));
+            assertThrows(IllegalArgumentException.class, () -> engine.shift(cache, 1, 2));
             assertThrows(IllegalArgumentException.class, () -> engine.shift(cache, 1, 0));
             assertEquals(2 * C, cache.length(), "a refused shift leaves the cache alone");
-            assertEquals(C, engine.shift(cache, 0, 1));
+            assertEquals(C, engine.shift(cache, 1, 1), "everything after the sinks may go");
+            assertEquals(1, cache.chunkCount());
+            engine.forward(cache, tokens, 0, 1, 0, new float[engine.config().vocabularySize()]);
+            assertEquals(C + 1, cache.length());
         }
     }
 
