@@ -177,6 +177,111 @@ class SessionStoreTest {
         }
     }
 
+    /**
+     * Shift: turns generate past the context length, shifting the KV in chunks behind one sink
+     * chunk, and give the tokens of the same greedy run kept in memory without a break (shifting at
+     * the same points); the record keeps every token, says which the KV no longer holds, and names
+     * moved chunks with keys of their own; the KV resumes bit-identically from either tier.
+     */
+    @ParameterizedTest
+    @EnumSource(value = KvFormat.class, names = {"F32", "Q8", "KIVI4"})
+    void shouldGenerateAcrossTheContextAndResumeTheShiftedKvWhenShifting(KvFormat format) throws Exception {
+        int context = 192;
+        int c = 64;
+        try (Tiers t = new Tiers(Tiers.model(MODEL), format, dir, HOT_BYTES, SessionStore.Config.defaults(), context)) {
+            InferenceEngine e = t.engine;
+            int[] prompt = tokens(e, 150, 0);
+            int[] second = Arrays.copyOfRange(tokens(e, 31, 150), 1, 31);
+            String id = t.sessions.create("acme").id();
+            SessionRecord.Message m1 = new SessionRecord.Message("user", "one");
+            SessionStore.TurnResult first = t.sessions.beginShifting("acme", id, prompt, List.of(m1), g -> List.of(), SamplingParams.greedy(),
+                    120, true, null, 1).result().get();
+            SessionStore.TurnResult next = t.sessions.beginShifting("acme", id, second, List.of(m1), g -> List.of(), SamplingParams.greedy(),
+                    40, true, null, 1).result().get();
+
+            // The same conversation in one cache, by hand.
+            int[] expected1;
+            int[] expected2;
+            float[] after;
+            try (KvCache cache = e.newSequence()) {
+                expected1 = greedyShifting(e, cache, prompt, 120, context);
+                expected2 = greedyShifting(e, cache, concat(new int[] {expected1[119]}, second), 40, context);
+                after = new float[e.config().vocabularySize()];
+                e.forward(cache, new int[] {expected2[39]}, 0, 1, 0, after);
+            }
+            assertArrayEquals(expected1, first.generation().tokens(), format + " first turn");
+            assertArrayEquals(expected2, next.generation().tokens(), format + " second turn");
+
+            SessionRecord r = next.record();
+            assertEquals(150 + 120 + 30 + 40, r.tokens().length, "every token stays in the record");
+            assertEquals(2, r.messages().size());
+            assertEquals(c, r.sinkTokens());
+            assertTrue(r.shiftedTokens() > 0 && r.shiftedTokens() % c == 0, "shifted " + r.shiftedTokens());
+            assertEquals(r.tokens().length - r.shiftedTokens() - 1, r.kvLength(), "the KV holds all but the shifted and the last token");
+            assertArrayEquals(Arrays.copyOfRange(r.tokens(), 0, c), Arrays.copyOfRange(r.kvTokens(), 0, c), "the sinks stay");
+            ChunkKey[] chained = ChunkKey.chain("acme", e.fingerprint(), format, c, r.kvTokens(), r.chunkKeys().size());
+            assertEquals(chained[0], r.chunkKeys().get(0), "the sink chunk keeps its key");
+            assertTrue(!chained[1].equals(r.chunkKeys().get(1)), "a moved chunk is not named as if computed at its position");
+
+            int[] sources = new int[3];
+            int[] none = new int[0]; // the record's last token (the last one sampled) is not in the KV yet: it is fed
+            assertBitIdentical(after, resumedKv(t, id, none, sources), format + " resumed from the hot tier");
+            assertEquals(r.chunkKeys().size(), sources[0]);
+            assertTrue(t.hot().evictAll() >= 1);
+            assertBitIdentical(after, resumedKv(t, id, none, sources), format + " resumed from the warm tier");
+            assertEquals(r.chunkKeys().size(), sources[1]);
+        }
+    }
+
+    /** Next-token logits after the session's KV tokens plus {@code next}, from its resumed KV. */
+    static float[] resumedKv(Tiers t, String id, int[] next, int[] sources) {
+        SessionRecord r = t.sessions.get("acme", id);
+        int[] history = concat(r.kvTokens(), next);
+        SessionStore.Resumed res = t.sessions.resume("acme", r, history);
+        sources[0] = res.hotChunks();
+        sources[1] = res.warmChunks();
+        sources[2] = res.tailTokens();
+        float[] logits = new float[t.engine.config().vocabularySize()];
+        try (KvCache cache = res.cache()) {
+            int from = cache.length();
+            t.engine.forward(cache, history, from, history.length - from, history.length - from - 1, logits);
+        }
+        return logits;
+    }
+
+    /**
+     * Feeds {@code feed} and samples {@code n} tokens greedily, shifting as a shifting session
+     * does with one sink chunk: at the start as much as the feed needs and at least half the rest,
+     * while generating half the chunks after the sink whenever the cache is full.
+     */
+    static int[] greedyShifting(InferenceEngine e, KvCache cache, int[] feed, int n, int context) {
+        int c = cache.geometry().chunkTokens();
+        if (cache.length() + feed.length > context) {
+            int needed = (cache.length() + feed.length - context + c - 1) / c;
+            e.shift(cache, 1, Math.max(needed, (context / c - 1) / 2));
+        }
+        float[] logits = new float[e.config().vocabularySize()];
+        e.forward(cache, feed, 0, feed.length, feed.length - 1, logits);
+        int[] out = new int[n];
+        for (int i = 0; i < n; i++) {
+            int best = 0;
+            for (int v = 1; v < logits.length; v++) {
+                if (logits[v] > logits[best]) {
+                    best = v;
+                }
+            }
+            out[i] = best;
+            if (i == n - 1) {
+                break;
+            }
+            if (cache.length() >= context) {
+                e.shift(cache, 1, Math.max(1, (cache.length() / c - 1) / 2));
+            }
+            e.forward(cache, out, i, 1, 0, logits);
+        }
+        return out;
+    }
+
     @Test
     void shouldComputeAndStoreASharedPrefixOnceWhenTwoSessionsStartWithIt() throws Exception {
         Path model = Tiers.model(MODEL);

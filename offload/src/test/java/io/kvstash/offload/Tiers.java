@@ -19,7 +19,11 @@ final class Tiers implements AutoCloseable {
     final SessionStore sessions;
 
     Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config) {
-        engine = InferenceEngine.open(model, EngineOptions.defaults().withThreads(2).withKvFormat(format).withContextLength(1024),
+        this(model, format, dir, hotBytes, config, 1024);
+    }
+
+    Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config, int contextLength) {
+        engine = InferenceEngine.open(model, EngineOptions.defaults().withThreads(2).withKvFormat(format).withContextLength(contextLength),
                 g -> new HotTier(g, hotBytes));
         BatchScheduler s = null;
         WarmStore w = null;
