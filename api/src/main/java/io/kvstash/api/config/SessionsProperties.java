@@ -19,6 +19,12 @@ import org.springframework.validation.annotation.Validated;
 @Validated
 @ConfigurationProperties("kvstash.sessions")
 public record SessionsProperties(@DefaultValue("truncate") ContextPolicy contextPolicy, @DefaultValue("1") @Min(0) int sinkChunks) {
+    public SessionsProperties {
+        if (sinkChunks < 0) {
+            throw new IllegalArgumentException("kvstash.sessions.sink-chunks must not be negative, got " + sinkChunks);
+        }
+    }
+
     public enum ContextPolicy {
         REJECT, TRUNCATE, SHIFT
     }
