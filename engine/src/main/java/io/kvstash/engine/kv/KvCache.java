@@ -149,6 +149,7 @@ public final class KvCache implements AutoCloseable {
         int d = g.headDim();
         int delta = -dropChunks * c;
         float[] block = new float[c * d]; // (C, D) one block being moved
+        KvChunkDecoder decoder = new KvChunkDecoder(g);
         int used = (length + c - 1) / c;
         for (int i = keepChunks + dropChunks; i < used; i++) {
             KvChunk old = chunks.get(i);
@@ -157,10 +158,10 @@ public final class KvCache implements AutoCloseable {
             try {
                 for (int layer = 0; layer < g.layers(); layer++) {
                     for (int head = 0; head < g.kvHeads(); head++) {
-                        KvChunkDecoder.decodeBlock(old, layer, false, head, block);
+                        decoder.decodeBlock(old, layer, false, head, block);
                         rotation.rotate(block, filled, delta);
                         copyBlock(block, moved, layer, false, head);
-                        KvChunkDecoder.decodeBlock(old, layer, true, head, block);
+                        decoder.decodeBlock(old, layer, true, head, block);
                         copyBlock(block, moved, layer, true, head);
                     }
                 }
