@@ -360,15 +360,23 @@ public final class SessionStore implements AutoCloseable {
             plan.known = plan.known.subList(0, Math.min(plan.known.size(), resumed.hotChunks + resumed.warmChunks));
             Generation g;
             try {
-                if (sinkChunks >= 0 && kv.length > engine.contextLength()) {
+                if (sinkChunks >= 0 && kv.length > shiftAt()) {
                     kv = shiftAtStart(resumed.cache, kv, plan);
                 }
-                ContextShift hook = sinkChunks < 0 ? null : cache -> {
-                    int before = cache.length();
-                    int keep = plan.sink / chunkTokens;
-                    int drop = Math.max(1, (before / chunkTokens - keep) / 2);
-                    plan.shifts.add(new ShiftEvent(before, keep, drop, true));
-                    return before - engine.shift(cache, keep, drop);
+                ContextShift hook = sinkChunks < 0 ? null : new ContextShift() {
+                    @Override
+                    public int shift(KvCache cache) {
+                        int before = cache.length();
+                        int keep = plan.sink / chunkTokens;
+                        int drop = Math.max(1, (before / chunkTokens - keep) / 2);
+                        plan.shifts.add(new ShiftEvent(before, keep, drop, true));
+                        return before - engine.shift(cache, keep, drop);
+                    }
+
+                    @Override
+                    public int shiftAt(int contextLength) {
+                        return SessionStore.this.shiftAt();
+                    }
                 };
                 g = scheduler.submit(resumed.cache, kv, params, maxTokens, ignoreEndOfGeneration, listener, hook);
             } catch (RuntimeException e) {
@@ -388,22 +396,36 @@ public final class SessionStore implements AutoCloseable {
     }
 
     /**
-     * Makes {@code kv} (the tokens a turn's KV must hold) fit the context: drops whole chunks
-     * after the sinks, at least what is needed and half of the rest, shifting the resumed cache
-     * when it holds them, else keeping only its sinks (the rest is then computed again); returns
-     * the tokens kept.
+     * Where a shifting session's KV shifts: the last chunk boundary within the context length.
+     * Shifting only whole chunks means no moved chunk mixes positions computed before a shift with
+     * positions computed after it, so a moved chunk's key ({@link ChunkKey#shifted}) and the chain
+     * keys after it name their content exactly.
+     */
+    private int shiftAt() {
+        return engine.contextLength() / chunkTokens * chunkTokens;
+    }
+
+    /**
+     * Makes {@code kv} (the tokens a turn's KV must hold) fit within {@link #shiftAt}: drops whole
+     * chunks after the sinks, at least what is needed and half of the rest. The resumed cache is
+     * cut to whole chunks (a partial tail is computed again) and shifted when it holds the chunks
+     * to drop, else cut to its sinks (the rest is then computed again). Returns the tokens kept.
      */
     private int[] shiftAtStart(KvCache cache, int[] kv, KvPlan plan) {
-        int context = engine.contextLength();
+        int limit = shiftAt();
         int keep = plan.sink / chunkTokens;
-        int needed = (kv.length - context + chunkTokens - 1) / chunkTokens;
-        int drop = Math.max(needed, (context / chunkTokens - keep) / 2);
+        int needed = (kv.length - limit + chunkTokens - 1) / chunkTokens;
+        int drop = Math.max(needed, (limit / chunkTokens - keep) / 2);
         if ((long) (keep + drop) * chunkTokens >= kv.length) {
-            throw new io.kvstash.engine.ContextOverflowException("the new tokens of this turn do not fit the context length " + context
-                    + " after the " + plan.sink + " sink tokens");
+            throw new io.kvstash.engine.ContextOverflowException("the new tokens of this turn do not fit the context length "
+                    + engine.contextLength() + " after the " + plan.sink + " sink tokens");
         }
-        if (cache.length() >= (keep + drop) * chunkTokens) {
-            plan.shifts.add(new ShiftEvent(cache.length(), keep, drop, true));
+        int whole = cache.length() / chunkTokens * chunkTokens;
+        if (whole >= (keep + drop) * chunkTokens) {
+            if (whole < cache.length()) {
+                cache.truncate(whole);
+            }
+            plan.shifts.add(new ShiftEvent(whole, keep, drop, true));
             engine.shift(cache, keep, drop);
         } else {
             plan.shifts.add(new ShiftEvent(cache.length(), keep, drop, false));

@@ -191,7 +191,7 @@ class SessionStoreTest {
         try (Tiers t = new Tiers(Tiers.model(MODEL), format, dir, HOT_BYTES, SessionStore.Config.defaults(), context)) {
             InferenceEngine e = t.engine;
             int[] prompt = tokens(e, 150, 0);
-            int[] second = Arrays.copyOfRange(tokens(e, 31, 150), 1, 31);
+            int[] second = Arrays.copyOfRange(tokens(e, 91, 150), 1, 91);
             String id = t.sessions.create("acme").id();
             SessionRecord.Message m1 = new SessionRecord.Message("user", "one");
             SessionStore.TurnResult first = t.sessions.beginShifting("acme", id, prompt, List.of(m1), g -> List.of(), SamplingParams.greedy(),
@@ -204,8 +204,11 @@ class SessionStoreTest {
             int[] expected2;
             float[] after;
             try (KvCache cache = e.newSequence()) {
-                expected1 = greedyShifting(e, cache, prompt, 120, context);
-                expected2 = greedyShifting(e, cache, concat(new int[] {expected1[119]}, second), 40, context);
+                List<Integer> held = new java.util.ArrayList<>();
+                expected1 = greedyShifting(e, cache, held, prompt, 120, context);
+                int before = cache.length();
+                expected2 = greedyShifting(e, cache, held, concat(new int[] {expected1[119]}, second), 40, context);
+                assertTrue(before + 1 + second.length > context, "the second turn shifts at its start too");
                 after = new float[e.config().vocabularySize()];
                 e.forward(cache, new int[] {expected2[39]}, 0, 1, 0, after);
             }
@@ -213,7 +216,7 @@ class SessionStoreTest {
             assertArrayEquals(expected2, next.generation().tokens(), format + " second turn");
 
             SessionRecord r = next.record();
-            assertEquals(150 + 120 + 30 + 40, r.tokens().length, "every token stays in the record");
+            assertEquals(150 + 120 + 90 + 40, r.tokens().length, "every token stays in the record");
             assertEquals(2, r.messages().size());
             assertEquals(c, r.sinkTokens());
             assertTrue(r.shiftedTokens() > 0 && r.shiftedTokens() % c == 0, "shifted " + r.shiftedTokens());
@@ -251,17 +254,28 @@ class SessionStoreTest {
 
     /**
      * Feeds {@code feed} and samples {@code n} tokens greedily, shifting as a shifting session
-     * does with one sink chunk: at the start as much as the feed needs and at least half the rest,
-     * while generating half the chunks after the sink whenever the cache is full.
+     * does with one sink chunk: at the start (cutting a partial tail, which is fed again) as much as
+     * the feed needs and at least half the rest, while generating half the chunks after the sink
+     * whenever the cache is full. {@code held}: the tokens in the cache, kept up to date.
      */
-    static int[] greedyShifting(InferenceEngine e, KvCache cache, int[] feed, int n, int context) {
+    static int[] greedyShifting(InferenceEngine e, KvCache cache, List<Integer> held, int[] feed, int n, int context) {
         int c = cache.geometry().chunkTokens();
         if (cache.length() + feed.length > context) {
             int needed = (cache.length() + feed.length - context + c - 1) / c;
-            e.shift(cache, 1, Math.max(needed, (context / c - 1) / 2));
+            int drop = Math.max(needed, (context / c - 1) / 2);
+            int whole = cache.length() / c * c;
+            int[] refeed = held.subList(whole, held.size()).stream().mapToInt(Integer::intValue).toArray();
+            cache.truncate(whole);
+            e.shift(cache, 1, drop);
+            held.subList(whole, held.size()).clear();
+            held.subList(c, (1 + drop) * c).clear();
+            feed = concat(refeed, feed);
         }
         float[] logits = new float[e.config().vocabularySize()];
         e.forward(cache, feed, 0, feed.length, feed.length - 1, logits);
+        for (int t : feed) {
+            held.add(t);
+        }
         int[] out = new int[n];
         for (int i = 0; i < n; i++) {
             int best = 0;
@@ -275,9 +289,12 @@ class SessionStoreTest {
                 break;
             }
             if (cache.length() >= context) {
-                e.shift(cache, 1, Math.max(1, (cache.length() / c - 1) / 2));
+                int drop = Math.max(1, (cache.length() / c - 1) / 2);
+                e.shift(cache, 1, drop);
+                held.subList(c, (1 + drop) * c).clear();
             }
             e.forward(cache, out, i, 1, 0, logits);
+            held.add(best);
         }
         return out;
     }

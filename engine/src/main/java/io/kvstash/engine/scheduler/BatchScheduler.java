@@ -397,7 +397,7 @@ public final class BatchScheduler implements AutoCloseable {
         }
         if (s.count - s.prompt.length == s.maxTokens) {
             finish(s, StopReason.LENGTH, null);
-        } else if (s.cache.length() >= engine.contextLength()) {
+        } else if (s.cache.length() >= (s.shift == null ? engine.contextLength() : s.shift.shiftAt(engine.contextLength()))) {
             int freed = 0;
             if (s.shift != null) {
                 try {
