@@ -236,6 +236,49 @@ class SessionStoreTest {
         }
     }
 
+    /**
+     * A shifting session whose KV was dropped (over the disk budget) cannot shift at the start of
+     * its next turn: it keeps the sinks' place, drops the same tokens and computes the rest again,
+     * as a fresh sequence of the kept tokens would; its record stays consistent (resumes bit-identically).
+     */
+    @Test
+    void shouldRecomputeTheKeptTokensWhenTheKvToShiftIsGone() throws Exception {
+        int context = 192;
+        int c = 64;
+        SessionStore.Config tight = new SessionStore.Config(1, true, java.time.Duration.ZERO);
+        try (Tiers t = new Tiers(Tiers.model(MODEL), KvFormat.Q8, dir, HOT_BYTES, tight, context)) {
+            InferenceEngine e = t.engine;
+            int[] second = Arrays.copyOfRange(tokens(e, 91, 150), 1, 91);
+            String id = t.sessions.create("acme").id();
+            SessionRecord first = t.sessions.beginShifting("acme", id, tokens(e, 150, 0), List.of(), g -> List.of(), SamplingParams.greedy(),
+                    120, true, null, 1).result().get().record();
+            assertTrue(first.shiftedTokens() > 0);
+            String other = t.sessions.create("acme").id();
+            t.sessions.turn("acme", other, tokens(e, 10, 300), List.of(), SamplingParams.greedy(), 1, true, null).get();
+            assertEquals(0, t.sessions.get("acme", id).chunkKeys().size(), "the first session lost its KV to the budget");
+            assertEquals(first.shiftedTokens(), t.sessions.get("acme", id).shiftedTokens(), "but not its tokens");
+
+            SessionStore.TurnResult next = t.sessions.beginShifting("acme", id, second, List.of(), g -> List.of(), SamplingParams.greedy(),
+                    40, true, null, 1).result().get();
+            int[] all = concat(first.kvTokens(), second);
+            int drop = Math.max((all.length - context + c - 1) / c, 1);
+            int[] kept = new int[all.length - drop * c];
+            System.arraycopy(all, 0, kept, 0, c);
+            System.arraycopy(all, (1 + drop) * c, kept, c, kept.length - c);
+            assertEquals(kept.length, next.promptTokens());
+            assertEquals(kept.length, next.computedTokens(), "nothing to resume: all computed");
+            float[] after = new float[e.config().vocabularySize()];
+            int[] expected;
+            try (KvCache cache = e.newSequence()) {
+                expected = greedyShifting(e, cache, new java.util.ArrayList<>(), kept, 40, context);
+                e.forward(cache, new int[] {expected[39]}, 0, 1, 0, after);
+            }
+            assertArrayEquals(expected, next.generation().tokens());
+            assertTrue(next.record().shiftedTokens() >= first.shiftedTokens() + drop * c, "the dropped tokens count as shifted out");
+            assertBitIdentical(after, resumedKv(t, id, new int[0], new int[3]), "resumed after the recompute");
+        }
+    }
+
     /** Next-token logits after the session's KV tokens plus {@code next}, from its resumed KV. */
     static float[] resumedKv(Tiers t, String id, int[] next, int[] sources) {
         SessionRecord r = t.sessions.get("acme", id);
