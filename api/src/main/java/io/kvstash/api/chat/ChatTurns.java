@@ -159,10 +159,13 @@ public class ChatTurns {
         int[] kept = null;
         while (kept == null || kept.length + room > engine.contextLength()) {
             if (system + dropped >= firstNew) {
+                List<Message> least = new java.util.ArrayList<>(all.subList(0, system));
+                least.addAll(added);
+                int tokens = format.prompt(least).length;
+                checkPrompt(tokens); // past kvstash.limits.max-prompt-tokens, or no room at all: that limit is named
                 throw ProblemException.limit(Problem.PROMPT_TOO_LONG, "kvstash.engine.context-length", "content", "the new message"
-                        + (system > 0 ? " after the system prompt" : "") + " has " + (kept == null ? "too many" : kept.length)
-                        + " tokens, leaving no room for a reply of " + room + " in kvstash.engine.context-length = " + engine.contextLength()
-                        + " even with every earlier turn dropped");
+                        + (system > 0 ? " with the system prompt" : "") + " has " + tokens + " tokens, leaving no room for a reply of "
+                        + room + " in kvstash.engine.context-length = " + engine.contextLength() + " even with every earlier turn dropped");
             }
             dropped++;
             while (system + dropped < firstNew && !all.get(system + dropped).role().equals("user")) {
