@@ -34,7 +34,8 @@ public class StackConfiguration {
      */
     @Bean(destroyMethod = "close")
     ServingStack servingStack(EngineProperties engine, KvProperties kv, StoreProperties store, LimitsProperties limits,
-                              io.kvstash.api.config.SecurityProperties security, io.kvstash.api.config.RemoteProperties remote) {
+                              io.kvstash.api.config.SecurityProperties security, io.kvstash.api.config.SessionsProperties sessions,
+                              io.kvstash.api.config.RemoteProperties remote) {
         Path model = engine.model() != null ? engine.model() : new DemoModel(store.dataDir().resolve("models")).resolve();
         return new ServingStack(engine, model, kv, store, remote);
     }

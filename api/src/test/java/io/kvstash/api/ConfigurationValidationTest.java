@@ -45,6 +45,20 @@ class ConfigurationValidationTest {
         assertTrue(m.contains("kvstash.engine.kv-format"), m);
         m = failure("--kvstash.limits.max-body-size=10B");
         assertTrue(m.contains("kvstash.limits.max-body-size"), m);
+        m = failure("--kvstash.sessions.context-policy=forget");
+        assertTrue(m.contains("kvstash.sessions.context-policy"), m);
+        m = failure("--kvstash.sessions.sink-chunks=-1");
+        assertTrue(m.contains("kvstash.sessions") && m.contains("sink"), m);
+    }
+
+    @Test
+    void shouldNameTheSinkChunksKeyWhenNoChunkIsLeftToShift() throws Exception {
+        java.nio.file.Path models = java.nio.file.Path.of(String.valueOf(ServerTest.models()));
+        org.junit.jupiter.api.Assumptions.assumeTrue(ServerTest.models() != null && Files.exists(models.resolve(ServerTest.MODEL)),
+                "KVSTASH_TEST_MODELS not set: skipping");
+        String m = failureWithoutModel("--kvstash.engine.model=" + models.resolve(ServerTest.MODEL), "--kvstash.engine.context-length=128",
+                "--kvstash.sessions.context-policy=shift", "--kvstash.sessions.sink-chunks=2");
+        assertTrue(m.contains("kvstash.sessions.sink-chunks = 2") && m.contains("kvstash.engine.context-length = 128"), m);
     }
 
     @Test

@@ -122,6 +122,21 @@ class CommandLineTest {
     }
 
     @Test
+    void shouldPrintShiftAndRecomputeTimesWhenBenchmarkingAContextShift() throws Exception {
+        Run r = run("bench-shift", "--model", TestModels.model("stories260K-f32.gguf").toString(), "--threads", "2", "--context", "200",
+                "--kv", "Q8", "--runs", "1", "--warmup", "0");
+        assertEquals(0, r.code(), r.err());
+        JsonNode json = new ObjectMapper().readTree(r.out());
+        assertEquals(136, json.get("kept_tokens").asInt());
+        assertEquals(72, json.get("moved_tokens").asInt());
+        assertTrue(json.get("shift_ms").asDouble() > 0);
+        assertTrue(json.get("recompute_ms").asDouble() > 0);
+        Run bad = run("bench-shift", "--model", TestModels.model("stories260K-f32.gguf").toString(), "--context", "128");
+        assertEquals(2, bad.code());
+        assertTrue(bad.err().contains("--context 128 must hold more than"), bad.err());
+    }
+
+    @Test
     void shouldPrintPplAndTokensWhenMeasuringPerplexity() throws Exception {
         Run r = run("perplexity", "--model", TestModels.model("stories260K-f32.gguf").toString(),
                 "--file", TestModels.data("stories-public.txt").toString(), "--ctx", "128");

@@ -11,6 +11,7 @@ import io.kvstash.engine.model.ForwardPass;
 import io.kvstash.engine.model.LlamaModel;
 import io.kvstash.engine.model.ModelConfig;
 import io.kvstash.engine.model.ModelFingerprint;
+import io.kvstash.engine.model.RopeRotation;
 import io.kvstash.engine.sampling.Sampler;
 import io.kvstash.engine.sampling.SamplingParams;
 import io.kvstash.engine.tokenizer.TokenDecoder;
@@ -35,6 +36,7 @@ public final class InferenceEngine implements AutoCloseable {
     private final int contextLength;
     private final ModelFingerprint fingerprint;
     private final ChatTemplate chatTemplate;
+    private final RopeRotation rotation; // guarded by this: used by shift only
 
     private InferenceEngine(GgufFile file, LlamaModel model, Tokenizer tokenizer, ComputePool pool, KvStore kvStore,
                             ForwardPass forward, EngineOptions options, ModelFingerprint fingerprint, ChatTemplate chatTemplate) {
@@ -47,6 +49,7 @@ public final class InferenceEngine implements AutoCloseable {
         this.kvStore = kvStore;
         this.forward = forward;
         this.options = options;
+        this.rotation = new RopeRotation(model);
         this.contextLength = options.contextLength() > 0 ? options.contextLength() : model.config().contextLength();
     }
 
@@ -160,6 +163,16 @@ public final class InferenceEngine implements AutoCloseable {
             }
         }
         forward.step(caches, tokens, off, n, logitTokens, logitCount, logits);
+    }
+
+    /**
+     * Context shift of a sequence (see {@link KvCache#shift}): keeps its first {@code keepChunks}
+     * chunks (attention sinks), drops the {@code dropChunks} chunks after them and moves the rest
+     * back with their keys re-rotated by the model's rope, without running the model. Serialised
+     * with the forward calls. Returns the sequence's new length. If it throws, close the cache.
+     */
+    public synchronized int shift(KvCache cache, int keepChunks, int dropChunks) {
+        return cache.shift(keepChunks, dropChunks, rotation);
     }
 
     /** Most tokens one forward step takes ({@link EngineOptions#maxBatch()}). */

@@ -34,15 +34,31 @@ public record ChunkKey(long high, long low) {
 
     /** The keys of the first {@code count} full chunks of {@code tokens}. */
     public static ChunkKey[] chain(String tenant, ModelFingerprint model, KvFormat format, int chunkTokens, int[] tokens, int count) {
+        return extend(java.util.List.of(), tenant, model, format, chunkTokens, tokens, count);
+    }
+
+    /**
+     * The keys of the first {@code count} full chunks of a KV holding {@code tokens}, the first
+     * {@code known} of which are already named (chunks that were moved by a context shift have keys
+     * no chain of tokens gives): those are taken as they are (up to {@code count}), the rest chained
+     * on from the last of them, as chunks computed after them.
+     */
+    public static ChunkKey[] extend(java.util.List<ChunkKey> known, String tenant, ModelFingerprint model, KvFormat format, int chunkTokens,
+                                    int[] tokens, int count) {
         if (count < 0 || (long) count * chunkTokens > tokens.length) {
             throw new IllegalArgumentException(count + " chunks of " + chunkTokens + " do not fit " + tokens.length + " tokens");
         }
         MessageDigest sha = sha256();
         ChunkKey[] keys = new ChunkKey[count];
-        byte[] parent = sha.digest(("kvstash-chunk-root-v1\n" + tenant).getBytes(StandardCharsets.UTF_8));
+        int first = Math.min(known.size(), count);
+        for (int c = 0; c < first; c++) {
+            keys[c] = known.get(c);
+        }
+        byte[] parent = first > 0 ? keys[first - 1].bytes()
+                : sha.digest(("kvstash-chunk-root-v1\n" + tenant).getBytes(StandardCharsets.UTF_8));
         ByteBuffer ids = ByteBuffer.allocate(4 * chunkTokens).order(ByteOrder.LITTLE_ENDIAN);
         byte[] modelBytes = model.bytes();
-        for (int c = 0; c < count; c++) {
+        for (int c = first; c < count; c++) {
             sha.update(parent, 0, BYTES);
             sha.update(modelBytes);
             sha.update((byte) format.ordinal());
@@ -56,6 +72,19 @@ public record ChunkKey(long high, long low) {
             keys[c] = of(java.util.Arrays.copyOf(parent, BYTES));
         }
         return keys;
+    }
+
+    /**
+     * The key of chunk {@code key} moved by {@code delta} positions in a context shift: its keys
+     * re-rotated (and re-encoded), so different content from the same tokens at their first
+     * positions. Deterministic, so a replica that shifts the same chunk the same way names it alike.
+     */
+    public static ChunkKey shifted(ChunkKey key, int delta) {
+        MessageDigest sha = sha256();
+        sha.update("kvstash-chunk-shift-v1\n".getBytes(StandardCharsets.UTF_8));
+        sha.update(key.bytes());
+        sha.update(ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(delta).array());
+        return of(java.util.Arrays.copyOf(sha.digest(), BYTES));
     }
 
     private static MessageDigest sha256() {

@@ -19,13 +19,23 @@ import java.util.Objects;
  * {@link TailCodec}). A session whose chunks were dropped keeps its tokens and recomputes.
  *
  * @param tokens   every token of the conversation so far, the last one possibly not yet in the KV
- * @param kvLength positions with KV: {@code chunkKeys.size() × C + tail positions}, at most tokens.length
- * @param messages the conversation as the caller sent it (roles and texts), for the API layer
+ * @param kvLength positions with KV: {@code chunkKeys.size() × C + tail positions}, at most {@code kvTokens().length}
+ * @param messages the conversation as the caller sent it (roles and texts), for the API layer: every
+ *                 message ever sent or replied, also those the tokens no longer hold
+ * @param droppedMessages how many messages right after the leading system messages the tokens no
+ *                 longer hold: a session past the context length that dropped its oldest turns
+ *                 ({@code truncate} policy); 0 when the tokens stand for every message
+ * @param sinkTokens    with {@code shiftedTokens}: the first tokens, kept in the KV by every context shift (attention sinks)
+ * @param shiftedTokens how many tokens right after the sinks context shifts have dropped from the KV
+ *                 ({@code shift} policy): the KV stands for {@link #kvTokens()}, and a moved chunk's key says
+ *                 it was moved ({@link ChunkKey#shifted}); 0 when never shifted
  */
 public record SessionRecord(String id, String tenant, long createdMillis, long updatedMillis, long version, int[] tokens,
-                            int kvLength, List<ChunkKey> chunkKeys, byte[] tail, List<Message> messages) {
+                            int kvLength, List<ChunkKey> chunkKeys, byte[] tail, List<Message> messages, int droppedMessages,
+                            int sinkTokens, int shiftedTokens) {
     private static final int MAGIC = 0x4b565352; // "KVSR"
-    private static final int FORMAT = 1;
+    /** 2 adds droppedMessages, sinkTokens and shiftedTokens; records of format 1 are read with none dropped or shifted. */
+    private static final int FORMAT = 2;
 
     /** One message of the conversation. */
     public record Message(String role, String content) {
@@ -42,9 +52,57 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
         chunkKeys = List.copyOf(chunkKeys);
         tail = tail == null ? new byte[0] : tail;
         messages = List.copyOf(messages);
-        if (kvLength < 0 || kvLength > tokens.length) {
-            throw new IllegalArgumentException("kvLength " + kvLength + " outside [0, " + tokens.length + "]");
+        if (sinkTokens < 0 || shiftedTokens < 0 || (long) sinkTokens + shiftedTokens > tokens.length) {
+            throw new IllegalArgumentException(sinkTokens + " sink and " + shiftedTokens + " shifted tokens do not fit " + tokens.length);
         }
+        if (kvLength < 0 || kvLength > tokens.length - shiftedTokens) {
+            throw new IllegalArgumentException("kvLength " + kvLength + " outside [0, " + (tokens.length - shiftedTokens) + "]");
+        }
+        if (droppedMessages < 0 || droppedMessages > messages.size()) {
+            throw new IllegalArgumentException("droppedMessages " + droppedMessages + " outside [0, " + messages.size() + "]");
+        }
+    }
+
+    /** A record whose tokens stand for every message. */
+    public SessionRecord(String id, String tenant, long createdMillis, long updatedMillis, long version, int[] tokens, int kvLength,
+                         List<ChunkKey> chunkKeys, byte[] tail, List<Message> messages) {
+        this(id, tenant, createdMillis, updatedMillis, version, tokens, kvLength, chunkKeys, tail, messages, 0, 0, 0);
+    }
+
+    /** The tokens the KV stands for: all but the {@link #shiftedTokens} after the {@link #sinkTokens}. */
+    public int[] kvTokens() {
+        return kvView(tokens, sinkTokens, shiftedTokens);
+    }
+
+    /** {@code tokens} without the {@code shifted} tokens after the first {@code sink}. */
+    public static int[] kvView(int[] tokens, int sink, int shifted) {
+        if (shifted == 0) {
+            return tokens.clone();
+        }
+        int[] out = new int[tokens.length - shifted];
+        System.arraycopy(tokens, 0, out, 0, sink);
+        System.arraycopy(tokens, sink + shifted, out, sink, out.length - sink);
+        return out;
+    }
+
+    /** The messages the tokens stand for: all but the {@link #droppedMessages} after the leading system messages. */
+    public List<Message> heldMessages() {
+        if (droppedMessages == 0) {
+            return messages;
+        }
+        int from = leadingSystemMessages(messages);
+        List<Message> held = new ArrayList<>(messages.subList(0, from));
+        held.addAll(messages.subList(from + droppedMessages, messages.size()));
+        return List.copyOf(held);
+    }
+
+    /** How many messages at the start of {@code messages} are system messages (never dropped). */
+    public static int leadingSystemMessages(List<Message> messages) {
+        int n = 0;
+        while (n < messages.size() && messages.get(n).role().equals("system")) {
+            n++;
+        }
+        return n;
     }
 
     public static SessionRecord empty(String id, String tenant, long now) {
@@ -89,6 +147,9 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
             }
             out.writeInt(tail.length);
             out.write(tail);
+            out.writeInt(droppedMessages);
+            out.writeInt(sinkTokens);
+            out.writeInt(shiftedTokens);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
@@ -102,7 +163,7 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
                 throw new IllegalArgumentException("not a session record");
             }
             int format = in.readInt();
-            if (format != FORMAT) {
+            if (format != FORMAT && format != 1) {
                 throw new IllegalArgumentException("session record format " + format + ", this build reads " + FORMAT);
             }
             String id = in.readUTF();
@@ -130,10 +191,13 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
             }
             byte[] tail = new byte[count(in.readInt(), value.length)];
             in.readFully(tail);
+            int dropped = format >= 2 ? in.readInt() : 0;
+            int sink = format >= 2 ? in.readInt() : 0;
+            int shifted = format >= 2 ? in.readInt() : 0;
             if (in.available() != 0) {
                 throw new IllegalArgumentException("session record has " + in.available() + " trailing bytes");
             }
-            return new SessionRecord(id, tenant, created, updated, version, tokens, kvLength, chunkKeys, tail, messages);
+            return new SessionRecord(id, tenant, created, updated, version, tokens, kvLength, chunkKeys, tail, messages, dropped, sink, shifted);
         } catch (IOException e) {
             throw new IllegalArgumentException("truncated session record", e);
         }
@@ -150,7 +214,8 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
     public boolean equals(Object o) {
         return o instanceof SessionRecord r && id.equals(r.id) && tenant.equals(r.tenant) && createdMillis == r.createdMillis
                 && updatedMillis == r.updatedMillis && version == r.version && Arrays.equals(tokens, r.tokens) && kvLength == r.kvLength
-                && chunkKeys.equals(r.chunkKeys) && Arrays.equals(tail, r.tail) && messages.equals(r.messages);
+                && chunkKeys.equals(r.chunkKeys) && Arrays.equals(tail, r.tail) && messages.equals(r.messages)
+                && droppedMessages == r.droppedMessages && sinkTokens == r.sinkTokens && shiftedTokens == r.shiftedTokens;
     }
 
     @Override
@@ -161,6 +226,7 @@ public record SessionRecord(String id, String tenant, long createdMillis, long u
     @Override
     public String toString() {
         return "SessionRecord[" + id + ", tenant " + tenant + ", v" + version + ", " + tokens.length + " tokens, kv " + kvLength
-                + ", " + chunkKeys.size() + " chunks, tail " + tail.length + " B]";
+                + ", " + chunkKeys.size() + " chunks, tail " + tail.length + " B, " + messages.size() + " messages ("
+                + droppedMessages + " dropped from the tokens), " + shiftedTokens + " tokens shifted out after " + sinkTokens + "]";
     }
 }

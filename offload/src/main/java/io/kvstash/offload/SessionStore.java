@@ -7,6 +7,7 @@ import io.kvstash.engine.kv.KvChunk;
 import io.kvstash.engine.kv.KvGeometry;
 import io.kvstash.engine.sampling.SamplingParams;
 import io.kvstash.engine.scheduler.BatchScheduler;
+import io.kvstash.engine.scheduler.ContextShift;
 import io.kvstash.engine.scheduler.Generation;
 import io.kvstash.engine.scheduler.GenerationListener;
 import io.kvstash.engine.scheduler.GenerationResult;
@@ -283,31 +284,177 @@ public final class SessionStore implements AutoCloseable {
     public Turn begin(String tenant, String id, int[] newTokens, List<SessionRecord.Message> newMessages,
                       Function<GenerationResult, List<SessionRecord.Message>> reply, SamplingParams params, int maxTokens,
                       boolean ignoreEndOfGeneration, GenerationListener listener) {
+        return begin(tenant, id, -1, r -> concat(r.tokens(), newTokens), false, SessionRecord::droppedMessages, -1, newMessages, reply,
+                params, maxTokens, ignoreEndOfGeneration, listener);
+    }
+
+    /**
+     * As {@link #begin}, for a conversation that dropped its oldest turns to fit the context
+     * length: the session's tokens become {@code keptTokens} (the rendering of the messages still
+     * held followed by the new ones), and the {@code droppedMessages} messages after the leading
+     * system messages are no longer in the tokens (the record keeps every message). The KV of the
+     * longest prefix of whole chunks {@code keptTokens} shares with what is stored is reused, the
+     * rest is computed.
+     *
+     * @param version the record version {@code keptTokens} was rendered from
+     * @throws SessionBusyException when the session is in a turn, or has changed since {@code version}
+     */
+    public Turn beginTruncated(String tenant, String id, long version, int[] keptTokens, int droppedMessages,
+                               List<SessionRecord.Message> newMessages, Function<GenerationResult, List<SessionRecord.Message>> reply,
+                               SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration, GenerationListener listener) {
+        int[] kept = keptTokens.clone();
+        return begin(tenant, id, version, r -> kept, true, r -> droppedMessages, -1, newMessages, reply, params, maxTokens,
+                ignoreEndOfGeneration, listener);
+    }
+
+    /**
+     * As {@link #begin}, with context shifts: when the session's KV would pass the context length
+     * (at the start of the turn, or while generating), the chunks after the first
+     * {@code sinkChunks} (the attention sinks) lose the oldest of them (half of the rest, at
+     * least what is needed) and the later ones move back, re-rotated, without a recompute
+     * ({@link InferenceEngine#shift}). The record keeps every token and message; its
+     * {@link SessionRecord#shiftedTokens} say which tokens the KV no longer holds, and moved chunks
+     * are stored under keys that say they moved ({@link ChunkKey#shifted}). A session shifted
+     * before keeps the sinks it was shifted with.
+     */
+    public Turn beginShifting(String tenant, String id, int[] newTokens, List<SessionRecord.Message> newMessages,
+                              Function<GenerationResult, List<SessionRecord.Message>> reply, SamplingParams params, int maxTokens,
+                              boolean ignoreEndOfGeneration, GenerationListener listener, int sinkChunks) {
+        if (sinkChunks < 0 || (long) (sinkChunks + 1) * chunkTokens > engine.contextLength()) {
+            throw new IllegalArgumentException(sinkChunks + " sink chunks of " + chunkTokens + " tokens leave no chunk to shift in a context of "
+                    + engine.contextLength());
+        }
+        return begin(tenant, id, -1, r -> concat(r.tokens(), newTokens), false, SessionRecord::droppedMessages, sinkChunks, newMessages,
+                reply, params, maxTokens, ignoreEndOfGeneration, listener);
+    }
+
+    /** A context shift of a turn's KV, replayed on its chunk keys when the turn is stored. */
+    private record ShiftEvent(int lengthBefore, int keepChunks, int dropChunks, boolean rotated) {}
+
+    /** What a turn's KV stands for as it goes: the sinks, the tokens shifted out before it, and the shifts it made. */
+    private static final class KvPlan {
+        final int sink;
+        final int shiftedBefore;
+        /** Keys of the chunks the turn resumed whose keys no chain of tokens gives (see {@link #resume}). */
+        List<ChunkKey> known;
+        final List<ShiftEvent> shifts = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+        KvPlan(int sink, int shiftedBefore, List<ChunkKey> known) {
+            this.sink = sink;
+            this.shiftedBefore = shiftedBefore;
+            this.known = known;
+        }
+
+        int shiftedTokens(int chunkTokens) {
+            int n = shiftedBefore;
+            for (ShiftEvent e : shifts) {
+                n += e.dropChunks * chunkTokens;
+            }
+            return n;
+        }
+    }
+
+    private Turn begin(String tenant, String id, long version, Function<SessionRecord, int[]> tokensOf, boolean rewritten,
+                       java.util.function.ToIntFunction<SessionRecord> droppedOf, int sinkChunks, List<SessionRecord.Message> newMessages,
+                       Function<GenerationResult, List<SessionRecord.Message>> reply, SamplingParams params, int maxTokens,
+                       boolean ignoreEndOfGeneration, GenerationListener listener) {
         Objects.requireNonNull(reply, "reply");
         claim(id);
         try {
             SessionRecord r = load(tenant, id);
-            int[] history = concat(r.tokens(), newTokens);
+            if (version >= 0 && r.version() != version) {
+                throw new SessionBusyException(id);
+            }
+            int[] history = tokensOf.apply(r);
+            int dropped = droppedOf.applyAsInt(r);
             if (history.length == 0) {
                 throw new IllegalArgumentException("a turn needs at least one token");
             }
-            Resumed resumed = resume(tenant, r, history);
+            // A rewritten conversation (truncate) is a new token list: nothing of it was shifted.
+            boolean wasShifted = !rewritten && r.shiftedTokens() > 0;
+            KvPlan plan = new KvPlan(wasShifted ? r.sinkTokens() : Math.max(0, sinkChunks) * chunkTokens,
+                    wasShifted ? r.shiftedTokens() : 0, wasShifted ? r.chunkKeys() : List.of());
+            int[] kv = SessionRecord.kvView(history, plan.sink, plan.shiftedBefore);
+            int[] kvBeforeShift = kv;
+            Resumed resumed = resume(tenant, r, kv, wasShifted ? r.kvTokens() : r.tokens(), plan.known);
+            // Chunks after the first miss are computed again: chained keys name them, not the record's.
+            plan.known = plan.known.subList(0, Math.min(plan.known.size(), resumed.hotChunks + resumed.warmChunks));
             Generation g;
             try {
-                g = scheduler.submit(resumed.cache, history, params, maxTokens, ignoreEndOfGeneration, listener);
+                if (sinkChunks >= 0 && kv.length > shiftAt()) {
+                    kv = shiftAtStart(resumed.cache, kv, plan);
+                }
+                ContextShift hook = sinkChunks < 0 ? null : new ContextShift() {
+                    @Override
+                    public int shift(KvCache cache) {
+                        int before = cache.length();
+                        int keep = plan.sink / chunkTokens;
+                        int drop = Math.max(1, (before / chunkTokens - keep) / 2);
+                        plan.shifts.add(new ShiftEvent(before, keep, drop, true));
+                        return before - engine.shift(cache, keep, drop);
+                    }
+
+                    @Override
+                    public int shiftAt(int contextLength) {
+                        return SessionStore.this.shiftAt();
+                    }
+                };
+                g = scheduler.submit(resumed.cache, kv, params, maxTokens, ignoreEndOfGeneration, listener, hook);
             } catch (RuntimeException e) {
                 resumed.cache.close();
                 throw e;
             }
+            int fed = kv.length;
             CompletableFuture<TurnResult> done = g.result()
-                    .thenApplyAsync(result -> finishTurn(tenant, r, history, messagesOf(newMessages, reply, result), resumed, result),
-                            persister)
+                    .thenApplyAsync(result -> finishTurn(tenant, r, history, kvBeforeShift, fed, plan, dropped,
+                            messagesOf(newMessages, reply, result), resumed, result), persister)
                     .whenComplete((x, error) -> busy.remove(id));
             return new Turn(g, done);
         } catch (RuntimeException e) {
             busy.remove(id);
             throw e;
         }
+    }
+
+    /**
+     * Where a shifting session's KV shifts: the last chunk boundary within the context length.
+     * Shifting only whole chunks means no moved chunk mixes positions computed before a shift with
+     * positions computed after it, so a moved chunk's key ({@link ChunkKey#shifted}) and the chain
+     * keys after it name their content exactly.
+     */
+    private int shiftAt() {
+        return engine.contextLength() / chunkTokens * chunkTokens;
+    }
+
+    /**
+     * Makes {@code kv} (the tokens a turn's KV must hold) fit within {@link #shiftAt}: drops whole
+     * chunks after the sinks, at least what is needed and half of the rest. The resumed cache is
+     * cut to whole chunks (a partial tail is computed again) and shifted when it holds the chunks
+     * to drop, else cut to its sinks (the rest is then computed again). Returns the tokens kept.
+     */
+    private int[] shiftAtStart(KvCache cache, int[] kv, KvPlan plan) {
+        int limit = shiftAt();
+        int keep = plan.sink / chunkTokens;
+        int needed = (kv.length - limit + chunkTokens - 1) / chunkTokens;
+        int drop = Math.max(needed, (limit / chunkTokens - keep) / 2);
+        if ((long) (keep + drop) * chunkTokens >= kv.length) {
+            throw new io.kvstash.engine.ContextOverflowException("the new tokens of this turn do not fit the context length "
+                    + engine.contextLength() + " after the " + plan.sink + " sink tokens");
+        }
+        int whole = cache.length() / chunkTokens * chunkTokens;
+        if (whole >= (keep + drop) * chunkTokens) {
+            if (whole < cache.length()) {
+                cache.truncate(whole);
+            }
+            plan.shifts.add(new ShiftEvent(whole, keep, drop, true));
+            engine.shift(cache, keep, drop);
+        } else {
+            plan.shifts.add(new ShiftEvent(cache.length(), keep, drop, false));
+            if (cache.length() > keep * chunkTokens) {
+                cache.truncate(keep * chunkTokens);
+            }
+        }
+        return withoutChunks(kv, keep, drop);
     }
 
     private static List<SessionRecord.Message> messagesOf(List<SessionRecord.Message> newMessages,
@@ -328,7 +475,7 @@ public final class SessionStore implements AutoCloseable {
         SessionRecord r = load(tenant, id);
         long now = clock.millis();
         SessionRecord copy = new SessionRecord(UUID.randomUUID().toString(), tenant, now, now, 0, r.tokens(), r.kvLength(),
-                r.chunkKeys(), r.tail(), r.messages());
+                r.chunkKeys(), r.tail(), r.messages(), r.droppedMessages(), r.sinkTokens(), r.shiftedTokens());
         write(copy, null, List.of());
         return copy;
     }
@@ -515,12 +662,21 @@ public final class SessionStore implements AutoCloseable {
         }
     }
 
-    /** The longest cached prefix of {@code history}'s KV: hot chunks, then warm ones, then remote ones, then the record's tail. */
+    /**
+     * The longest cached prefix of the KV of {@code history} (the tokens the KV is to hold): hot
+     * chunks, then warm ones, then remote ones, then the record's tail. {@code known}: keys of the first chunks when
+     * they cannot be chained from the tokens (moved by a context shift); {@code recordKv}: the
+     * tokens the record's KV holds (its tail is used only while {@code history} starts with them).
+     */
     Resumed resume(String tenant, SessionRecord r, int[] history) {
+        return resume(tenant, r, history, r.kvTokens(), r.shiftedTokens() > 0 ? r.chunkKeys() : List.of());
+    }
+
+    Resumed resume(String tenant, SessionRecord r, int[] history, int[] recordKv, List<ChunkKey> known) {
         KvCache cache = engine.newSequence();
         try {
             int full = (history.length - 1) / chunkTokens; // leave at least one token to feed
-            ChunkKey[] keys = ChunkKey.chain(tenant, model, hot.geometry().format(), chunkTokens, history, full);
+            ChunkKey[] keys = ChunkKey.extend(known, tenant, model, hot.geometry().format(), chunkTokens, history, full);
             int i = 0;
             int hotHits = 0;
             for (; i < full; i++) {
@@ -564,7 +720,9 @@ public final class SessionStore implements AutoCloseable {
             }
             int tailTokens = 0;
             int filled = r.kvLength() % chunkTokens;
+            // The tail holds the record's tokens: usable only while the history still starts with them.
             if (i == r.kvLength() / chunkTokens && filled > 0 && r.kvLength() < history.length
+                    && r.kvLength() <= recordKv.length && Arrays.equals(history, 0, r.kvLength(), recordKv, 0, r.kvLength())
                     && r.tail().length == TailCodec.bytes(hot.geometry(), filled)) {
                 KvChunk tail = hot.allocate();
                 try {
@@ -601,8 +759,8 @@ public final class SessionStore implements AutoCloseable {
         return kept;
     }
 
-    private TurnResult finishTurn(String tenant, SessionRecord r, int[] history, List<SessionRecord.Message> newMessages, Resumed resumed,
-                                  GenerationResult result) {
+    private TurnResult finishTurn(String tenant, SessionRecord r, int[] history, int[] kvBeforeShift, int fed, KvPlan plan, int droppedMessages,
+                                  List<SessionRecord.Message> newMessages, Resumed resumed, GenerationResult result) {
         KvCache cache = resumed.cache;
         try {
             if (result.reason() == StopReason.ERROR) {
@@ -612,7 +770,7 @@ public final class SessionStore implements AutoCloseable {
             int[] tokens = concat(history, result.tokens());
             int kv = cache.length();
             int full = kv / chunkTokens;
-            ChunkKey[] keys = ChunkKey.chain(tenant, model, hot.geometry().format(), chunkTokens, tokens, full);
+            ChunkKey[] keys = chunkKeys(tenant, plan, concat(kvBeforeShift, result.tokens()), full);
             List<NewChunk> fresh = new ArrayList<>();
             int listed = 0;
             for (int c = 0; c < full; c++) {
@@ -648,19 +806,55 @@ public final class SessionStore implements AutoCloseable {
             if (newMessages != null) {
                 messages.addAll(newMessages);
             }
+            int shifted = plan.shiftedTokens(chunkTokens);
             SessionRecord next = new SessionRecord(r.id(), r.tenant(), r.createdMillis(), now, r.version() + 1, tokens, kvLength,
-                    Arrays.asList(keys).subList(0, listed), tail, messages);
+                    Arrays.asList(keys).subList(0, listed), tail, messages, droppedMessages, shifted > 0 ? plan.sink : 0, shifted);
             write(next, r, fresh);
             for (NewChunk c : fresh) {
                 hot.markPersisted(ChunkKey.of(c.key()));
             }
             enforceBudget(r.id());
-            int computed = history.length - resumed.chunks() * chunkTokens - resumed.tailTokens;
-            return new TurnResult(next, result, history.length, resumed.hotChunks, resumed.warmChunks, resumed.remoteChunks,
+            int promptTokens = fed;
+            int computed = Math.max(0, promptTokens - resumed.chunks() * chunkTokens - resumed.tailTokens);
+            return new TurnResult(next, result, promptTokens, resumed.hotChunks, resumed.warmChunks, resumed.remoteChunks,
                     resumed.tailTokens, computed);
         } finally {
             cache.close();
         }
+    }
+
+    /**
+     * The keys of the first {@code full} chunks of the turn's KV at its end: the keys the turn
+     * resumed, chained on over the tokens the KV held, with each context shift of the turn
+     * replayed (sinks keep their keys, dropped chunks go, moved chunks get {@link ChunkKey#shifted}
+     * keys; a shift at the start that recomputed keeps only the sinks' keys).
+     *
+     * @param tokens the tokens the KV was to hold at the start of the turn (before any shift), then the generated ones
+     */
+    private ChunkKey[] chunkKeys(String tenant, KvPlan plan, int[] tokens, int full) {
+        var format = hot.geometry().format();
+        List<ChunkKey> keys = plan.known;
+        int[] held = tokens;
+        for (ShiftEvent e : plan.shifts) {
+            ChunkKey[] before = ChunkKey.extend(keys, tenant, model, format, chunkTokens, held, e.lengthBefore / chunkTokens);
+            List<ChunkKey> after = new ArrayList<>(Arrays.asList(before).subList(0, Math.min(e.keepChunks, before.length)));
+            if (e.rotated) {
+                for (int c = e.keepChunks + e.dropChunks; c < before.length; c++) {
+                    after.add(ChunkKey.shifted(before[c], -e.dropChunks * chunkTokens));
+                }
+            }
+            keys = after;
+            held = withoutChunks(held, e.keepChunks, e.dropChunks);
+        }
+        return ChunkKey.extend(keys, tenant, model, format, chunkTokens, held, full);
+    }
+
+    /** {@code tokens} without the {@code drop} chunks' worth after the first {@code keep} chunks' worth. */
+    private int[] withoutChunks(int[] tokens, int keep, int drop) {
+        int[] out = new int[tokens.length - drop * chunkTokens];
+        System.arraycopy(tokens, 0, out, 0, keep * chunkTokens);
+        System.arraycopy(tokens, (keep + drop) * chunkTokens, out, keep * chunkTokens, out.length - keep * chunkTokens);
+        return out;
     }
 
     // ---- the warm tier's bookkeeping -------------------------------------------------------------
@@ -754,7 +948,7 @@ public final class SessionStore implements AutoCloseable {
                     continue;
                 }
                 SessionRecord dropped = new SessionRecord(r.id(), r.tenant(), r.createdMillis(), r.updatedMillis(), r.version() + 1,
-                        r.tokens(), 0, List.of(), null, r.messages());
+                        r.tokens(), 0, List.of(), null, r.messages(), r.droppedMessages(), r.sinkTokens(), r.shiftedTokens());
                 write(dropped, r, List.of());
                 List<ChunkKey> doomed = new ArrayList<>();
                 synchronized (this) {

@@ -125,6 +125,223 @@ class SessionStoreTest {
         }
     }
 
+    /**
+     * Truncate: a session that drops its oldest turn replies as a fresh session holding only the
+     * kept conversation (greedy, same tokens), reuses the KV of the prefix they share, and keeps
+     * every message in its record; the view of the tokens skips the dropped messages.
+     */
+    @Test
+    void shouldReplyAsAFreshSessionOnTheKeptConversationAndKeepEveryMessageWhenTruncated() throws Exception {
+        try (Tiers t = new Tiers(Tiers.model(MODEL), KvFormat.Q8, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            int[] system = tokens(t.engine, 70, 0);            // leading system turn: one full chunk and a bit
+            int[] user1 = Arrays.copyOfRange(tokens(t.engine, 41, 70), 1, 41);
+            int[] user2 = Arrays.copyOfRange(tokens(t.engine, 31, 120), 1, 31);
+            SessionRecord.Message sys = new SessionRecord.Message("system", "sys");
+            SessionRecord.Message u1 = new SessionRecord.Message("user", "one");
+            SessionRecord.Message u2 = new SessionRecord.Message("user", "two");
+            String id = t.sessions.create("acme").id();
+            t.sessions.turn("acme", id, system, List.of(sys), SamplingParams.greedy(), 0, false, null).get();
+            SessionRecord afterFirst = t.sessions.begin("acme", id, user1, List.of(u1),
+                    g -> List.of(new SessionRecord.Message("assistant", "reply one")), SamplingParams.greedy(), 10, true, null)
+                    .result().get().record();
+            assertEquals(3, afterFirst.messages().size());
+
+            // Drop user1 and its reply: the tokens become the system turn, then the new message.
+            int[] kept = concat(system, user2);
+            SessionStore.TurnResult truncated = t.sessions.beginTruncated("acme", id, afterFirst.version(), kept, 2, List.of(u2),
+                    g -> List.of(new SessionRecord.Message("assistant", "reply two")), SamplingParams.greedy(), 12, true, null)
+                    .result().get();
+            SessionRecord r = truncated.record();
+            assertEquals(List.of("system", "user", "assistant", "user", "assistant"), r.messages().stream().map(SessionRecord.Message::role)
+                    .toList(), "every message survives");
+            assertEquals(2, r.droppedMessages());
+            assertEquals(List.of(sys, u2, new SessionRecord.Message("assistant", "reply two")), r.heldMessages());
+            assertArrayEquals(kept, Arrays.copyOf(r.tokens(), kept.length), "the tokens are the kept conversation");
+            assertEquals(1, truncated.hotChunks(), "the system turn's full chunk is reused");
+            assertEquals(kept.length - 64, truncated.computedTokens(), "the rest is recomputed (the old tail does not fit)");
+
+            String freshId = t.sessions.create("acme").id();
+            SessionStore.TurnResult fresh = t.sessions.turn("acme", freshId, kept, List.of(), SamplingParams.greedy(), 12, true, null).get();
+            assertArrayEquals(fresh.generation().tokens(), truncated.generation().tokens(), "same reply as a fresh session");
+
+            // A later plain turn appends to the kept tokens and keeps the dropped count; the record reads back the same.
+            SessionRecord next = t.sessions.turn("acme", id, new int[] {user2[0]}, List.of(u1), SamplingParams.greedy(), 2, true, null)
+                    .get().record();
+            assertEquals(2, next.droppedMessages());
+            assertEquals(6, next.messages().size());
+            assertEquals(next, SessionRecord.decode(next.encode()));
+            assertEquals(2, t.sessions.fork("acme", id).droppedMessages(), "a fork holds the same tokens");
+
+            assertThrows(SessionBusyException.class, () -> t.sessions.beginTruncated("acme", id, afterFirst.version(), kept, 2, List.of(),
+                    g -> List.of(), SamplingParams.greedy(), 1, true, null), "the session changed since that version");
+        }
+    }
+
+    /**
+     * Shift: turns generate past the context length, shifting the KV in chunks behind one sink
+     * chunk, and give the tokens of the same greedy run kept in memory without a break (shifting at
+     * the same points); the record keeps every token, says which the KV no longer holds, and names
+     * moved chunks with keys of their own; the KV resumes bit-identically from either tier.
+     */
+    @ParameterizedTest
+    @EnumSource(value = KvFormat.class, names = {"F32", "Q8", "KIVI4"})
+    void shouldGenerateAcrossTheContextAndResumeTheShiftedKvWhenShifting(KvFormat format) throws Exception {
+        int context = 192;
+        int c = 64;
+        try (Tiers t = new Tiers(Tiers.model(MODEL), format, dir, HOT_BYTES, SessionStore.Config.defaults(), context)) {
+            InferenceEngine e = t.engine;
+            int[] prompt = tokens(e, 150, 0);
+            int[] second = Arrays.copyOfRange(tokens(e, 91, 150), 1, 91);
+            String id = t.sessions.create("acme").id();
+            SessionRecord.Message m1 = new SessionRecord.Message("user", "one");
+            SessionStore.TurnResult first = t.sessions.beginShifting("acme", id, prompt, List.of(m1), g -> List.of(), SamplingParams.greedy(),
+                    120, true, null, 1).result().get();
+            SessionStore.TurnResult next = t.sessions.beginShifting("acme", id, second, List.of(m1), g -> List.of(), SamplingParams.greedy(),
+                    40, true, null, 1).result().get();
+
+            // The same conversation in one cache, by hand.
+            int[] expected1;
+            int[] expected2;
+            float[] after;
+            try (KvCache cache = e.newSequence()) {
+                List<Integer> held = new java.util.ArrayList<>();
+                expected1 = greedyShifting(e, cache, held, prompt, 120, context);
+                int before = cache.length();
+                expected2 = greedyShifting(e, cache, held, concat(new int[] {expected1[119]}, second), 40, context);
+                assertTrue(before + 1 + second.length > context, "the second turn shifts at its start too");
+                after = new float[e.config().vocabularySize()];
+                e.forward(cache, new int[] {expected2[39]}, 0, 1, 0, after);
+            }
+            assertArrayEquals(expected1, first.generation().tokens(), format + " first turn");
+            assertArrayEquals(expected2, next.generation().tokens(), format + " second turn");
+
+            SessionRecord r = next.record();
+            assertEquals(150 + 120 + 90 + 40, r.tokens().length, "every token stays in the record");
+            assertEquals(2, r.messages().size());
+            assertEquals(c, r.sinkTokens());
+            assertTrue(r.shiftedTokens() > 0 && r.shiftedTokens() % c == 0, "shifted " + r.shiftedTokens());
+            assertEquals(r.tokens().length - r.shiftedTokens() - 1, r.kvLength(), "the KV holds all but the shifted and the last token");
+            assertArrayEquals(Arrays.copyOfRange(r.tokens(), 0, c), Arrays.copyOfRange(r.kvTokens(), 0, c), "the sinks stay");
+            ChunkKey[] chained = ChunkKey.chain("acme", e.fingerprint(), format, c, r.kvTokens(), r.chunkKeys().size());
+            assertEquals(chained[0], r.chunkKeys().get(0), "the sink chunk keeps its key");
+            assertTrue(!chained[1].equals(r.chunkKeys().get(1)), "a moved chunk is not named as if computed at its position");
+
+            int[] sources = new int[3];
+            int[] none = new int[0]; // the record's last token (the last one sampled) is not in the KV yet: it is fed
+            assertBitIdentical(after, resumedKv(t, id, none, sources), format + " resumed from the hot tier");
+            assertEquals(r.chunkKeys().size(), sources[0]);
+            assertTrue(t.hot().evictAll() >= 1);
+            assertBitIdentical(after, resumedKv(t, id, none, sources), format + " resumed from the warm tier");
+            assertEquals(r.chunkKeys().size(), sources[1]);
+        }
+    }
+
+    /**
+     * A shifting session whose KV was dropped (over the disk budget) cannot shift at the start of
+     * its next turn: it keeps the sinks' place, drops the same tokens and computes the rest again,
+     * as a fresh sequence of the kept tokens would; its record stays consistent (resumes bit-identically).
+     */
+    @Test
+    void shouldRecomputeTheKeptTokensWhenTheKvToShiftIsGone() throws Exception {
+        int context = 192;
+        int c = 64;
+        SessionStore.Config tight = new SessionStore.Config(1, true, java.time.Duration.ZERO);
+        try (Tiers t = new Tiers(Tiers.model(MODEL), KvFormat.Q8, dir, HOT_BYTES, tight, context)) {
+            InferenceEngine e = t.engine;
+            int[] second = Arrays.copyOfRange(tokens(e, 91, 150), 1, 91);
+            String id = t.sessions.create("acme").id();
+            SessionRecord first = t.sessions.beginShifting("acme", id, tokens(e, 150, 0), List.of(), g -> List.of(), SamplingParams.greedy(),
+                    120, true, null, 1).result().get().record();
+            assertTrue(first.shiftedTokens() > 0);
+            String other = t.sessions.create("acme").id();
+            t.sessions.turn("acme", other, tokens(e, 10, 300), List.of(), SamplingParams.greedy(), 1, true, null).get();
+            assertEquals(0, t.sessions.get("acme", id).chunkKeys().size(), "the first session lost its KV to the budget");
+            assertEquals(first.shiftedTokens(), t.sessions.get("acme", id).shiftedTokens(), "but not its tokens");
+
+            SessionStore.TurnResult next = t.sessions.beginShifting("acme", id, second, List.of(), g -> List.of(), SamplingParams.greedy(),
+                    40, true, null, 1).result().get();
+            int[] all = concat(first.kvTokens(), second);
+            int drop = Math.max((all.length - context + c - 1) / c, 1);
+            int[] kept = new int[all.length - drop * c];
+            System.arraycopy(all, 0, kept, 0, c);
+            System.arraycopy(all, (1 + drop) * c, kept, c, kept.length - c);
+            assertEquals(kept.length, next.promptTokens());
+            assertEquals(kept.length, next.computedTokens(), "nothing to resume: all computed");
+            float[] after = new float[e.config().vocabularySize()];
+            int[] expected;
+            try (KvCache cache = e.newSequence()) {
+                expected = greedyShifting(e, cache, new java.util.ArrayList<>(), kept, 40, context);
+                e.forward(cache, new int[] {expected[39]}, 0, 1, 0, after);
+            }
+            assertArrayEquals(expected, next.generation().tokens());
+            assertTrue(next.record().shiftedTokens() >= first.shiftedTokens() + drop * c, "the dropped tokens count as shifted out");
+            assertBitIdentical(after, resumedKv(t, id, new int[0], new int[3]), "resumed after the recompute");
+        }
+    }
+
+    /** Next-token logits after the session's KV tokens plus {@code next}, from its resumed KV. */
+    static float[] resumedKv(Tiers t, String id, int[] next, int[] sources) {
+        SessionRecord r = t.sessions.get("acme", id);
+        int[] history = concat(r.kvTokens(), next);
+        SessionStore.Resumed res = t.sessions.resume("acme", r, history);
+        sources[0] = res.hotChunks();
+        sources[1] = res.warmChunks();
+        sources[2] = res.tailTokens();
+        float[] logits = new float[t.engine.config().vocabularySize()];
+        try (KvCache cache = res.cache()) {
+            int from = cache.length();
+            t.engine.forward(cache, history, from, history.length - from, history.length - from - 1, logits);
+        }
+        return logits;
+    }
+
+    /**
+     * Feeds {@code feed} and samples {@code n} tokens greedily, shifting as a shifting session
+     * does with one sink chunk: at the start (cutting a partial tail, which is fed again) as much as
+     * the feed needs and at least half the rest, while generating half the chunks after the sink
+     * whenever the cache is full. {@code held}: the tokens in the cache, kept up to date.
+     */
+    static int[] greedyShifting(InferenceEngine e, KvCache cache, List<Integer> held, int[] feed, int n, int context) {
+        int c = cache.geometry().chunkTokens();
+        if (cache.length() + feed.length > context) {
+            int needed = (cache.length() + feed.length - context + c - 1) / c;
+            int drop = Math.max(needed, (context / c - 1) / 2);
+            int whole = cache.length() / c * c;
+            int[] refeed = held.subList(whole, held.size()).stream().mapToInt(Integer::intValue).toArray();
+            cache.truncate(whole);
+            e.shift(cache, 1, drop);
+            held.subList(whole, held.size()).clear();
+            held.subList(c, (1 + drop) * c).clear();
+            feed = concat(refeed, feed);
+        }
+        float[] logits = new float[e.config().vocabularySize()];
+        e.forward(cache, feed, 0, feed.length, feed.length - 1, logits);
+        for (int t : feed) {
+            held.add(t);
+        }
+        int[] out = new int[n];
+        for (int i = 0; i < n; i++) {
+            int best = 0;
+            for (int v = 1; v < logits.length; v++) {
+                if (logits[v] > logits[best]) {
+                    best = v;
+                }
+            }
+            out[i] = best;
+            if (i == n - 1) {
+                break;
+            }
+            if (cache.length() >= context) {
+                int drop = Math.max(1, (cache.length() / c - 1) / 2);
+                e.shift(cache, 1, drop);
+                held.subList(c, (1 + drop) * c).clear();
+            }
+            e.forward(cache, out, i, 1, 0, logits);
+            held.add(best);
+        }
+        return out;
+    }
+
     @Test
     void shouldComputeAndStoreASharedPrefixOnceWhenTwoSessionsStartWithIt() throws Exception {
         Path model = Tiers.model(MODEL);

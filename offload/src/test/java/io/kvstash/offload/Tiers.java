@@ -19,12 +19,20 @@ final class Tiers implements AutoCloseable {
     final SessionStore sessions;
 
     Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config) {
-        this(model, format, dir, hotBytes, config, null);
+        this(model, format, dir, hotBytes, config, null, 1024);
     }
 
     /** With a shared remote tier (not closed here: several tiers may share one). */
     Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config, RemoteTier remote) {
-        engine = InferenceEngine.open(model, EngineOptions.defaults().withThreads(2).withKvFormat(format).withContextLength(1024),
+        this(model, format, dir, hotBytes, config, remote, 1024);
+    }
+
+    Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config, int contextLength) {
+        this(model, format, dir, hotBytes, config, null, contextLength);
+    }
+
+    Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config, RemoteTier remote, int contextLength) {
+        engine = InferenceEngine.open(model, EngineOptions.defaults().withThreads(2).withKvFormat(format).withContextLength(contextLength),
                 g -> new HotTier(g, hotBytes));
         BatchScheduler s = null;
         WarmStore w = null;

@@ -1,6 +1,7 @@
 package io.kvstash.api.chat;
 
 import io.kvstash.api.config.LimitsProperties;
+import io.kvstash.api.config.SessionsProperties;
 import io.kvstash.api.problem.Problem;
 import io.kvstash.api.problem.ProblemException;
 import io.kvstash.api.problem.Problems;
@@ -50,9 +51,17 @@ public class ChatTurns {
     private final ConversationFormat format;
     private final PrefixRegistry prefixes;
     private final PromptLimits promptLimits;
+    private final SessionsProperties policy;
 
     public ChatTurns(SessionStore sessions, InferenceEngine engine, LimitsProperties limits, Scheduler storeScheduler, MeterRegistry meters,
-                     ConversationFormat format, PrefixRegistry prefixes, PromptLimits promptLimits) {
+                     ConversationFormat format, PrefixRegistry prefixes, PromptLimits promptLimits, SessionsProperties policy) {
+        int chunk = engine.kvStore().geometry().chunkTokens();
+        if (policy.contextPolicy() == SessionsProperties.ContextPolicy.SHIFT && (long) (policy.sinkChunks() + 1) * chunk > engine.contextLength()) {
+            throw new IllegalArgumentException("kvstash.sessions.sink-chunks = " + policy.sinkChunks() + " chunks of " + chunk
+                    + " tokens leave no chunk to shift in kvstash.engine.context-length = " + engine.contextLength()
+                    + " (the shift policy needs at least one more chunk)");
+        }
+        this.policy = policy;
         this.promptLimits = promptLimits;
         this.sessions = sessions;
         this.format = format;
@@ -91,7 +100,10 @@ public class ChatTurns {
         return requested;
     }
 
-    /** A user turn on a stored session: appends {@code added} (as {@link ConversationFormat} writes it) and generates the reply. */
+    /**
+     * A user turn on a stored session: appends {@code added} (as {@link ConversationFormat} writes it) and generates the reply.
+     * Past the context length, the session follows {@code kvstash.sessions.context-policy} ({@link SessionsProperties}).
+     */
     public Mono<LiveTurn> continueSession(String tenant, String sessionId, List<Message> added, SamplingParams params, int maxTokens,
                                           List<String> stops) {
         return Mono.fromCallable(() -> {
@@ -100,9 +112,77 @@ public class ChatTurns {
             }
             SessionRecord r = sessions.get(tenant, sessionId);
             int[] tokens = format.continuation(r, added);
-            checkPrompt(r.tokens().length + tokens.length);
-            return start(tenant, sessionId, tokens, added, params, maxTokens, stops, true, r.tokens().length > 0, null);
+            // What the model reads: the tokens the KV stands for, then the new ones.
+            int read = r.tokens().length - r.shiftedTokens() + tokens.length;
+            boolean resumed = r.tokens().length > 0;
+            return switch (policy.contextPolicy()) {
+                case REJECT -> {
+                    checkPrompt(read);
+                    yield start(tenant, sessionId, tokens, added, params, maxTokens, stops, true, resumed, null,
+                            (listener, reply) -> sessions.begin(tenant, sessionId, tokens, added, reply, params, maxTokens, false, listener));
+                }
+                case SHIFT -> {
+                    int sink = policy.sinkChunks() * engine.kvStore().geometry().chunkTokens();
+                    // The new tokens must fit after the sinks; the rest of the KV makes room by shifting.
+                    checkPrompt(Math.min(read, sink + tokens.length));
+                    yield start(tenant, sessionId, tokens, added, params, maxTokens, stops, true, resumed, null,
+                            (listener, reply) -> sessions.beginShifting(tenant, sessionId, tokens, added, reply, params, maxTokens, false,
+                                    listener, policy.sinkChunks()));
+                }
+                case TRUNCATE -> {
+                    if (read + replyRoom(maxTokens) <= engine.contextLength()) {
+                        checkPrompt(read);
+                        yield start(tenant, sessionId, tokens, added, params, maxTokens, stops, true, resumed, null,
+                                (listener, reply) -> sessions.begin(tenant, sessionId, tokens, added, reply, params, maxTokens, false, listener));
+                    }
+                    Truncation t = truncate(r, added, replyRoom(maxTokens));
+                    checkPrompt(t.tokens.length);
+                    yield start(tenant, sessionId, t.tokens, added, params, maxTokens, stops, true, resumed, null,
+                            (listener, reply) -> sessions.beginTruncated(tenant, sessionId, r.version(), t.tokens, t.dropped, added, reply, params,
+                                    maxTokens, false, listener));
+                }
+            };
         }).subscribeOn(io);
+    }
+
+    /** Room the truncate policy leaves for a reply: {@code max_tokens}, at most a quarter of the context. */
+    private int replyRoom(int maxTokens) {
+        return Math.min(maxTokens, Math.max(1, engine.contextLength() / 4));
+    }
+
+    private record Truncation(int[] tokens, int dropped) {}
+
+    /**
+     * Drops the oldest whole turns after the leading system messages (a message and the replies up
+     * to the next user message) until the conversation with {@code added} fits the context with
+     * {@code room} for the reply; never the system messages, never the new ones.
+     */
+    private Truncation truncate(SessionRecord r, List<Message> added, int room) {
+        List<Message> all = new java.util.ArrayList<>(r.messages());
+        all.addAll(added);
+        int system = SessionRecord.leadingSystemMessages(all);
+        int firstNew = r.messages().size();
+        int dropped = r.droppedMessages();
+        int[] kept = null;
+        while (kept == null || kept.length + room > engine.contextLength()) {
+            if (system + dropped >= firstNew) {
+                List<Message> least = new java.util.ArrayList<>(all.subList(0, system));
+                least.addAll(added);
+                int tokens = format.prompt(least).length;
+                checkPrompt(tokens); // past kvstash.limits.max-prompt-tokens, or no room at all: that limit is named
+                throw ProblemException.limit(Problem.PROMPT_TOO_LONG, "kvstash.engine.context-length", "content", "the new message"
+                        + (system > 0 ? " with the system prompt" : "") + " has " + tokens + " tokens, leaving no room for a reply of "
+                        + room + " in kvstash.engine.context-length = " + engine.contextLength() + " even with every earlier turn dropped");
+            }
+            dropped++;
+            while (system + dropped < firstNew && !all.get(system + dropped).role().equals("user")) {
+                dropped++;
+            }
+            List<Message> held = new java.util.ArrayList<>(all.subList(0, system));
+            held.addAll(all.subList(system + dropped, all.size()));
+            kept = format.prompt(held);
+        }
+        return new Truncation(kept, dropped);
     }
 
     /**
@@ -182,8 +262,20 @@ public class ChatTurns {
         }
     }
 
+    /** Starts a turn of {@link SessionStore} for {@link #start}, given its listener and how the reply is recorded. */
+    @FunctionalInterface
+    private interface TurnStarter {
+        SessionStore.Turn begin(GenerationListener listener, java.util.function.Function<GenerationResult, List<Message>> reply);
+    }
+
     private LiveTurn start(String tenant, String sessionId, int[] tokens, List<Message> added, SamplingParams params, int maxTokens,
                            List<String> stops, boolean keepSession, boolean resumed, Runnable after) {
+        return start(tenant, sessionId, tokens, added, params, maxTokens, stops, keepSession, resumed, after,
+                (listener, reply) -> sessions.begin(tenant, sessionId, tokens, added, reply, params, maxTokens, false, listener));
+    }
+
+    private LiveTurn start(String tenant, String sessionId, int[] tokens, List<Message> added, SamplingParams params, int maxTokens,
+                           List<String> stops, boolean keepSession, boolean resumed, Runnable after, TurnStarter starter) {
         Sinks.Many<TurnEvent> sink = Sinks.many().unicast().onBackpressureBuffer();
         StopMatcher matcher = new StopMatcher(stops == null ? List.of() : stops);
         long started = System.nanoTime();
@@ -216,8 +308,7 @@ public class ChatTurns {
                 }
             }
         };
-        SessionStore.Turn turn = sessions.begin(tenant, sessionId, tokens, added,
-                result -> List.of(new Message("assistant", matcher.text())), params, maxTokens, false, listener);
+        SessionStore.Turn turn = starter.begin(listener, result -> List.of(new Message("assistant", matcher.text())));
         cancel.bind(turn.generation());
         turn.result().whenComplete((r, error) -> {
             try {

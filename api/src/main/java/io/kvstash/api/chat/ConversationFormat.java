@@ -74,21 +74,23 @@ public final class ConversationFormat {
     /** The tokens that extend session {@code r} by {@code added} and cue the assistant's reply. */
     public int[] continuation(SessionRecord r, List<Message> added) {
         int[] stored = r.tokens();
+        // The messages the tokens stand for (a truncated session no longer holds its oldest turns).
+        List<Message> held = r.heldMessages();
         if (template == null) {
             // A session that starts from a text prefix has tokens but no messages: still separate.
-            int previous = r.messages().isEmpty() && stored.length > 0 ? 1 : r.messages().size();
+            int previous = held.isEmpty() && stored.length > 0 ? 1 : held.size();
             String text = PlainChatTemplate.continuation(previous, added, true);
             return tokenizer.encode(text, stored.length == 0 && tokenizer.addBosByDefault(), false);
         }
-        List<Message> all = new ArrayList<>(r.messages());
+        List<Message> all = new ArrayList<>(held);
         all.addAll(added);
         ChatPrompt full = template.render(chat(all), true);
         if (stored.length == 0) {
             return full.tokenize(tokenizer);
         }
-        String held = heldText(r.messages());
-        int from = commonPrefix(held, full.text());
-        if (from == held.length() && tokenizer.isEndOfGeneration(stored[stored.length - 1])) {
+        String heldText = heldText(held);
+        int from = commonPrefix(heldText, full.text());
+        if (from == heldText.length() && tokenizer.isEndOfGeneration(stored[stored.length - 1])) {
             // The reply ended on its end-of-turn token, which is in the KV already and in the template's text next.
             String piece = tokenizer.piece(stored[stored.length - 1]);
             if (full.text().startsWith(piece, from)) {

@@ -30,12 +30,19 @@ public final class SessionViews {
         }
     }
 
+    /**
+     * A session: every message; {@code tokenCount} tokens of the conversation as the model reads it,
+     * {@code kvTokens} of them with KV; past the context length, {@code droppedMessages} messages
+     * after the system messages that the tokens no longer hold (truncate policy) and
+     * {@code shiftedTokens} tokens after the first {@code sinkTokens} that the KV no longer holds (shift policy).
+     */
     public record SessionView(String id, Instant createdAt, Instant updatedAt, long version, int tokenCount, int kvTokens,
+                              int droppedMessages, int sinkTokens, int shiftedTokens,
                               List<MessageView> messages, ResidencyView residency, SessionDefaults defaults) {
         static SessionView of(SessionRecord r, SessionStore.Residency residency, SessionDefaults defaults) {
             return new SessionView(r.id(), Instant.ofEpochMilli(r.createdMillis()), Instant.ofEpochMilli(r.updatedMillis()), r.version(),
-                    r.tokens().length, r.kvLength(), r.messages().stream().map(MessageView::of).toList(), ResidencyView.of(residency),
-                    defaults);
+                    r.tokens().length, r.kvLength(), r.droppedMessages(), r.sinkTokens(), r.shiftedTokens(),
+                    r.messages().stream().map(MessageView::of).toList(), ResidencyView.of(residency), defaults);
         }
     }
 

@@ -1,5 +1,8 @@
 package io.kvstash.engine.kv;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -124,6 +127,64 @@ public final class KvCache implements AutoCloseable {
         if (old != chunk) {
             store.release(old);
         }
+    }
+
+    /**
+     * Context shift (llama.cpp's): keeps the first {@code keepChunks} chunks (the attention sinks),
+     * drops the {@code dropChunks} after them and moves every later position back by
+     * {@code dropChunks · C}, rotating its keys with {@code rotation}; values are unchanged. Chunks
+     * are never changed in place (a full chunk may be shared): each moved full chunk is decoded to
+     * F32, rotated and sealed again in its format (lossy for quantized formats: one more rounding),
+     * the F32 tail is moved into a fresh tail. Returns the new length.
+     *
+     * @throws IllegalArgumentException when the cache does not hold the kept and dropped chunks
+     */
+    public int shift(int keepChunks, int dropChunks, KeyRotation rotation) {
+        if (keepChunks < 0 || dropChunks < 1 || (long) (keepChunks + dropChunks) * chunkTokens > length) {
+            throw new IllegalArgumentException("cannot keep " + keepChunks + " and drop " + dropChunks + " chunks of " + chunkTokens
+                    + " positions from a cache of " + length + " positions");
+        }
+        KvGeometry g = store.geometry();
+        int c = chunkTokens;
+        int d = g.headDim();
+        int delta = -dropChunks * c;
+        float[] block = new float[c * d]; // (C, D) one block being moved
+        KvChunkDecoder decoder = new KvChunkDecoder(g);
+        int used = (length + c - 1) / c;
+        for (int i = keepChunks + dropChunks; i < used; i++) {
+            KvChunk old = chunks.get(i);
+            int filled = Math.min(c, length - i * c);
+            KvChunk moved = store.allocate();
+            try {
+                for (int layer = 0; layer < g.layers(); layer++) {
+                    for (int head = 0; head < g.kvHeads(); head++) {
+                        decoder.decodeBlock(old, layer, false, head, block);
+                        rotation.rotate(block, filled, delta);
+                        copyBlock(block, moved, layer, false, head);
+                        decoder.decodeBlock(old, layer, true, head, block);
+                        copyBlock(block, moved, layer, true, head);
+                    }
+                }
+                if (filled == c && g.format() != KvFormat.F32) {
+                    moved = store.seal(moved);
+                }
+            } catch (RuntimeException e) {
+                store.release(moved);
+                throw e;
+            }
+            chunks.set(i, moved);
+            store.release(old);
+        }
+        for (int i = 0; i < dropChunks && chunks.size() > keepChunks; i++) {
+            store.release(chunks.remove(keepChunks));
+        }
+        length -= dropChunks * c;
+        return length;
+    }
+
+    private static void copyBlock(float[] block, KvChunk f32, int layer, boolean value, int head) {
+        MemorySegment.copy(block, 0, f32.data(), ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN),
+                f32.layout().blockOffset(layer, value, head), block.length);
     }
 
     private void requireBoundary() {

@@ -117,7 +117,7 @@ public final class BatchScheduler implements AutoCloseable {
      */
     public Generation submit(int[] prompt, SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
                              GenerationListener listener) {
-        return enqueue(null, prompt, params, maxTokens, ignoreEndOfGeneration, listener);
+        return enqueue(null, prompt, params, maxTokens, ignoreEndOfGeneration, listener, null);
     }
 
     /**
@@ -132,16 +132,26 @@ public final class BatchScheduler implements AutoCloseable {
      */
     public Generation submit(KvCache cache, int[] history, SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
                              GenerationListener listener) {
+        return submit(cache, history, params, maxTokens, ignoreEndOfGeneration, listener, null);
+    }
+
+    /**
+     * As {@link #submit(KvCache, int[], SamplingParams, int, boolean, GenerationListener)}; when the
+     * cache reaches the context length while generating, {@code shift} (if not null) makes room and
+     * the generation goes on: {@code maxTokens} is then not bounded by the context length.
+     */
+    public Generation submit(KvCache cache, int[] history, SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
+                             GenerationListener listener, ContextShift shift) {
         Objects.requireNonNull(cache, "cache");
         if (cache.length() >= history.length) {
             throw new IllegalArgumentException("the cache holds " + cache.length() + " positions of a history of " + history.length
                     + " tokens: at least the last token must be fed");
         }
-        return enqueue(cache, history, params, maxTokens, ignoreEndOfGeneration, listener);
+        return enqueue(cache, history, params, maxTokens, ignoreEndOfGeneration, listener, shift);
     }
 
     private Generation enqueue(KvCache cache, int[] prompt, SamplingParams params, int maxTokens, boolean ignoreEndOfGeneration,
-                               GenerationListener listener) {
+                               GenerationListener listener, ContextShift shift) {
         Objects.requireNonNull(params, "params");
         if (prompt.length == 0) {
             throw new IllegalArgumentException("empty prompt");
@@ -160,8 +170,9 @@ public final class BatchScheduler implements AutoCloseable {
                     + " (raise the context length, e.g. --context on the command line)");
         }
         Generation handle = new Generation(ids.incrementAndGet(), prompt.length);
-        Seq seq = new Seq(handle, prompt.clone(), params, Math.min(maxTokens, context - prompt.length + 1),
+        Seq seq = new Seq(handle, prompt.clone(), params, shift != null ? maxTokens : Math.min(maxTokens, context - prompt.length + 1),
                 ignoreEndOfGeneration, listener == null ? new GenerationListener() {} : listener);
+        seq.shift = shift;
         if (cache != null) {
             seq.cache = cache;
             seq.callerCache = true;
@@ -386,8 +397,19 @@ public final class BatchScheduler implements AutoCloseable {
         }
         if (s.count - s.prompt.length == s.maxTokens) {
             finish(s, StopReason.LENGTH, null);
-        } else if (s.cache.length() >= engine.contextLength()) {
-            finish(s, StopReason.CONTEXT, null);
+        } else if (s.cache.length() >= (s.shift == null ? engine.contextLength() : s.shift.shiftAt(engine.contextLength()))) {
+            int freed = 0;
+            if (s.shift != null) {
+                try {
+                    freed = s.shift.shift(s.cache);
+                } catch (RuntimeException e) {
+                    finish(s, StopReason.ERROR, e);
+                    return;
+                }
+            }
+            if (freed <= 0 || s.cache.length() >= engine.contextLength()) {
+                finish(s, StopReason.CONTEXT, null);
+            }
         }
     }
 
@@ -443,6 +465,7 @@ public final class BatchScheduler implements AutoCloseable {
         boolean callerCache; // the cache came with the submission and goes back to the caller
         int inStep;          // prompt tokens in the current step
         KvCache cache;
+        ContextShift shift;  // null: stop at the context length
         Sampler sampler;
         TokenDecoder decoder;
         boolean finished;

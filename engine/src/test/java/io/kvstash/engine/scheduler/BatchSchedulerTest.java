@@ -374,4 +374,64 @@ class BatchSchedulerTest {
             s.close(); // idempotent
         }
     }
+
+    /**
+     * With a context shift, a generation goes on past the context length: each time the cache is
+     * full the hook drops a chunk after the sink, and the tokens are those of the same greedy loop
+     * run by hand (shifting at the same points); without the hook it stops at the context length.
+     */
+    @ParameterizedTest
+    @EnumSource(value = KvFormat.class, names = {"F32", "Q8"})
+    void shouldGenerateAcrossTheContextLengthWhenTheSequenceShifts(KvFormat format) throws Exception {
+        int context = 192;
+        try (InferenceEngine e = InferenceEngine.open(tiny, EngineOptions.defaults().withThreads(2).withKvFormat(format)
+                .withContextLength(context)); BatchScheduler scheduler = new BatchScheduler(e)) {
+            int vocab = e.config().vocabularySize();
+            int[] prompt = randomPrompt(vocab, 150, 5);
+            int generate = 200;
+            int[] shifts = new int[1];
+            ContextShift shift = cache -> {
+                shifts[0]++;
+                return cache.length() - e.shift(cache, 1, 1);
+            };
+            GenerationResult shifted;
+            try (io.kvstash.engine.kv.KvCache cache = e.newSequence()) {
+                shifted = scheduler.submit(cache, prompt, SamplingParams.greedy(), generate, true, null, shift).result()
+                        .get(TIMEOUT_S, TimeUnit.SECONDS);
+            }
+            assertEquals(StopReason.LENGTH, shifted.reason());
+            assertEquals(generate, shifted.tokens().length, "generated past the context length of " + context);
+            assertTrue(shifts[0] >= 2, "shifted " + shifts[0] + " times");
+
+            int[] expected = new int[generate];
+            float[] logits = new float[vocab];
+            try (io.kvstash.engine.kv.KvCache cache = e.newSequence()) {
+                e.forward(cache, prompt, 0, prompt.length, prompt.length - 1, logits);
+                for (int i = 0; i < generate; i++) {
+                    expected[i] = argmax(logits);
+                    if (cache.length() >= context) {
+                        e.shift(cache, 1, 1);
+                    }
+                    e.forward(cache, expected, i, 1, 0, logits);
+                }
+            }
+            assertArrayEquals(expected, shifted.tokens());
+
+            try (io.kvstash.engine.kv.KvCache cache = e.newSequence()) {
+                GenerationResult stopped = scheduler.submit(cache, prompt, SamplingParams.greedy(), generate, true, null).result()
+                        .get(TIMEOUT_S, TimeUnit.SECONDS);
+                assertEquals(context - prompt.length + 1, stopped.tokens().length, "without a shift: stops at the context length");
+            }
+        }
+    }
+
+    private static int argmax(float[] logits) {
+        int best = 0;
+        for (int i = 1; i < logits.length; i++) {
+            if (logits[i] > logits[best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
 }
