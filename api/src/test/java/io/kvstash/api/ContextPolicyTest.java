@@ -52,13 +52,15 @@ abstract class ContextPolicyTest {
         r.add("kvstash.sessions.context-policy", () -> policy);
         r.add("kvstash.store.data-dir", data::toString);
         r.add("kvstash.kv.hot-capacity", () -> "64MB");
+        r.add("kvstash.limits.max-body-size", () -> "4MB"); // an export carries the F32 tail
         r.add("kvstash.security.api-keys[0].key", () -> KEY);
         r.add("kvstash.security.api-keys[0].tenant", () -> "acme");
     }
 
     @BeforeEach
     void connect() {
-        client = WebTestClient.bindToServer().baseUrl("http://localhost:" + port).responseTimeout(Duration.ofMinutes(1)).build();
+        client = WebTestClient.bindToServer().baseUrl("http://localhost:" + port).responseTimeout(Duration.ofMinutes(1))
+                .codecs(c -> c.defaultCodecs().maxInMemorySize(4 << 20)).build();
     }
 
     String createSession() {
@@ -76,6 +78,27 @@ abstract class ContextPolicyTest {
     Map<String, Object> view(String id) {
         return client.get().uri("/v1/sessions/" + id).header("Authorization", "Bearer " + KEY).exchange().expectStatus().isOk()
                 .expectBody(JSON).returnResult().getResponseBody();
+    }
+
+    /**
+     * Exports {@code id}, imports it (a new session of the same tenant), checks the import holds
+     * the same conversation and the same dropped/shifted bookkeeping, and that it takes a turn.
+     */
+    Map<String, Object> exportImportAndContinue(String id) {
+        Map<String, Object> doc = client.get().uri("/v1/sessions/" + id + "/export").header("Authorization", "Bearer " + KEY).exchange()
+                .expectStatus().isOk().expectBody(JSON).returnResult().getResponseBody();
+        Map<String, Object> imported = client.post().uri("/v1/sessions/import").header("Authorization", "Bearer " + KEY)
+                .contentType(MediaType.APPLICATION_JSON).bodyValue(doc).exchange()
+                .expectStatus().isCreated().expectBody(JSON).returnResult().getResponseBody();
+        Map<String, Object> original = view(id);
+        for (String field : List.of("messages", "token_count", "dropped_messages", "sink_tokens", "shifted_tokens")) {
+            org.junit.jupiter.api.Assertions.assertEquals(original.get(field), imported.get(field), field + " of the imported session");
+        }
+        String copy = (String) imported.get("id");
+        say(copy, "What happened next?", 20).expectStatus().isOk();
+        Map<String, Object> after = view(copy);
+        org.junit.jupiter.api.Assertions.assertEquals(messages(original).size() + 2, messages(after).size(), "the import continues");
+        return after;
     }
 
     @SuppressWarnings("unchecked")

@@ -37,6 +37,8 @@ class ContextPolicyTruncateTest extends ContextPolicyTest {
         assertTrue(dropped >= 2 && dropped % 2 == 0, "whole turns dropped: " + dropped);
         assertTrue(number(view, "token_count") <= CONTEXT, "the tokens are the kept conversation: " + view);
         assertEquals(0, number(view, "shifted_tokens"));
+        Map<String, Object> copy = exportImportAndContinue(id);
+        assertTrue(number(copy, "dropped_messages") >= dropped, "the import keeps what was dropped: " + copy);
 
         // The new message alone past the context: nothing left to drop, so a 400 naming the limit.
         String huge = String.join(" ", java.util.Collections.nCopies(40, "The cat sat on the mat."));

@@ -492,8 +492,32 @@ public final class SessionStore implements AutoCloseable {
      * @throws IllegalArgumentException when the parts do not fit together or with this model
      */
     public SessionRecord importSession(String tenant, int[] tokens, int kvLength, byte[] tail, List<SessionRecord.Message> messages) {
+        return importSession(tenant, tokens, kvLength, tail, messages, 0, 0, 0);
+    }
+
+    /**
+     * As {@link #importSession(String, int[], int, byte[], List)}, for a session that dropped
+     * {@code droppedMessages} turns (truncate) or shifted {@code shiftedTokens} tokens out of its
+     * KV after {@code sinkTokens} (shift). A shifted session's moved chunks have keys no tokens
+     * chain to, so its KV is not taken over: the next turn computes the tokens it holds again.
+     */
+    public SessionRecord importSession(String tenant, int[] tokens, int kvLength, byte[] tail, List<SessionRecord.Message> messages,
+                                       int droppedMessages, int sinkTokens, int shiftedTokens) {
         Objects.requireNonNull(tenant, "tenant");
         Objects.requireNonNull(tokens, "tokens");
+        List<SessionRecord.Message> msgs = messages == null ? List.of() : messages;
+        if (droppedMessages < 0 || droppedMessages > msgs.size()) {
+            throw new IllegalArgumentException("dropped_messages " + droppedMessages + " outside [0, " + msgs.size() + "] (the message count)");
+        }
+        if (sinkTokens < 0 || shiftedTokens < 0 || sinkTokens % chunkTokens != 0 || shiftedTokens % chunkTokens != 0
+                || (long) sinkTokens + shiftedTokens > tokens.length || (shiftedTokens == 0) != (sinkTokens == 0)) {
+            throw new IllegalArgumentException("sink_tokens " + sinkTokens + " and shifted_tokens " + shiftedTokens
+                    + " must both be 0, or whole chunks of " + chunkTokens + " within the " + tokens.length + " tokens");
+        }
+        if (shiftedTokens > 0) {
+            kvLength = 0;
+            tail = null;
+        }
         int vocabulary = engine.tokenizer().vocabularySize();
         for (int i = 0; i < tokens.length; i++) {
             if (tokens[i] < 0 || tokens[i] >= vocabulary) {
@@ -516,7 +540,7 @@ public final class SessionStore implements AutoCloseable {
         ChunkKey[] keys = ChunkKey.chain(tenant, model, hot.geometry().format(), chunkTokens, tokens, kvLength / chunkTokens);
         long now = clock.millis();
         SessionRecord r = new SessionRecord(UUID.randomUUID().toString(), tenant, now, now, 0, tokens, kvLength, Arrays.asList(keys),
-                t, messages == null ? List.of() : messages);
+                t, msgs, droppedMessages, sinkTokens, shiftedTokens);
         write(r, null, List.of());
         return r;
     }

@@ -61,10 +61,14 @@ public class SessionTransferController {
      * @param tail             the F32 KV of the positions past the last full chunk (base64), for an exact resume
      * @param messages         the conversation as sent
      * @param defaults         the session's default settings
+     * @param droppedMessages  turns left out of the tokens by the truncate policy (after the leading system messages)
+     * @param sinkTokens       with {@code shiftedTokens}: the leading tokens a context shift kept
+     * @param shiftedTokens    tokens after the sinks that context shifts took out of the KV (the importer
+     *                         computes the KV again: moved chunks have keys no tokens chain to)
      */
     public record SessionExport(Integer formatVersion, String model, String modelFingerprint, String kvFormat, Integer chunkTokens,
                                 int[] tokens, Integer kvLength, List<String> chunkKeys, byte[] tail, List<Message> messages,
-                                SessionDefaults defaults) {}
+                                SessionDefaults defaults, Integer droppedMessages, Integer sinkTokens, Integer shiftedTokens) {}
 
     private final SessionStore sessions;
     private final SessionDefaultsStore defaults;
@@ -96,7 +100,7 @@ public class SessionTransferController {
             KvGeometry g = sessions.geometry();
             return new SessionExport(FORMAT_VERSION, model, sessions.engine().fingerprint().toString(), g.format().name(), g.chunkTokens(),
                     r.tokens(), r.kvLength(), r.chunkKeys().stream().map(ChunkKey::toString).toList(), r.tail(), r.messages(),
-                    defaults.get(id));
+                    defaults.get(id), r.droppedMessages(), r.sinkTokens(), r.shiftedTokens());
         }).subscribeOn(io);
     }
 
@@ -123,7 +127,9 @@ public class SessionTransferController {
         if (body.tokens() == null) {
             throw ProblemException.invalid("tokens", "tokens is required");
         }
-        promptLimits.check(body.tokens().length, "imported session", "tokens");
+        // What the KV is to hold: a shifted session keeps every token but holds fewer (validated with the rest below).
+        int shifted = Math.max(0, Math.min(orZero(body.shiftedTokens()), body.tokens().length));
+        promptLimits.check(body.tokens().length - shifted, "imported session", "tokens");
         int kvLength = body.kvLength() == null ? 0 : body.kvLength();
         if (kvLength < 0 || kvLength > body.tokens().length) {
             throw ProblemException.invalid("kv_length", "kv_length must be between 0 and the token count " + body.tokens().length
@@ -153,12 +159,20 @@ public class SessionTransferController {
         return Mono.fromCallable(() -> {
             SessionRecord r;
             try {
-                r = sessions.importSession(tenant, body.tokens(), kvLength, body.tail(), messages);
+                r = sessions.importSession(tenant, body.tokens(), kvLength, body.tail(), messages, orZero(body.droppedMessages()),
+                        orZero(body.sinkTokens()), orZero(body.shiftedTokens()));
             } catch (IllegalArgumentException e) {
-                throw ProblemException.invalid(e.getMessage().startsWith("token") ? "tokens" : "tail", e.getMessage());
+                String m = e.getMessage();
+                String field = m.startsWith("token") ? "tokens" : m.startsWith("dropped_messages") ? "dropped_messages"
+                        : m.startsWith("sink_tokens") ? "shifted_tokens" : "tail";
+                throw ProblemException.invalid(field, m);
             }
             defaults.put(r.id(), d);
             return SessionView.of(r, sessions.residency(r), d);
         }).subscribeOn(io).map(v -> ResponseEntity.created(URI.create("/v1/sessions/" + v.id())).body(v));
+    }
+
+    private static int orZero(Integer v) {
+        return v == null ? 0 : v;
     }
 }
