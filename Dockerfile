@@ -8,7 +8,8 @@
 FROM eclipse-temurin:25-jdk AS build
 WORKDIR /src
 # Dependency layer: the poms alone, built once with nothing to compile, so every plugin and
-# dependency is fetched into a layer that changes only when a pom does.
+# dependency is fetched into a layer that changes only when a pom does. -DskipTests, not
+# maven.test.skip: the api module's tests need the engine's test jar, which that would not build.
 COPY mvnw pom.xml ./
 COPY .mvn .mvn
 COPY engine/pom.xml engine/
@@ -16,12 +17,13 @@ COPY persistence/pom.xml persistence/
 COPY offload/pom.xml offload/
 COPY cli/pom.xml cli/
 COPY api/pom.xml api/
-RUN ./mvnw -B -q -pl api -am -Dmaven.test.skip=true package && rm -rf */target
+COPY deploy-tests/pom.xml deploy-tests/
+RUN ./mvnw -B -q -pl api -am -DskipTests package && rm -rf */target
 COPY engine/src engine/src
 COPY persistence/src persistence/src
 COPY offload/src offload/src
 COPY api/src api/src
-RUN ./mvnw -B -q -o -pl api -am -Dmaven.test.skip=true package
+RUN ./mvnw -B -q -o -pl api -am -DskipTests package
 
 FROM eclipse-temurin:25-jre
 RUN groupadd --system --gid 10001 kvstash \
