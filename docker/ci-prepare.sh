@@ -40,7 +40,8 @@ if ! daemon_up; then
   # overlay2 where the kernel allows it (vfs copies every layer whole: minutes per build step).
   for driver in overlay2 vfs; do
     echo "ci-prepare: starting dockerd (storage driver $driver)"
-    setsid dockerd --storage-driver="$driver" > "$log_dir/dockerd-$driver.log" 2>&1 < /dev/null &
+    # 3>&-: the daemon must not hold the pipe that returns the image name to the caller.
+    setsid dockerd --storage-driver="$driver" > "$log_dir/dockerd-$driver.log" 2>&1 < /dev/null 3>&- &
     pid=$!
     for _ in $(seq 1 60); do
       daemon_up && break
