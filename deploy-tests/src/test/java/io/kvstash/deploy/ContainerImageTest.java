@@ -31,7 +31,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.testcontainers.DockerClientFactory;
 import org.testcontainers.containers.GenericContainer;
@@ -55,27 +55,49 @@ class ContainerImageTest {
 
     private static DockerClient docker;
 
-    @BeforeAll
-    static void requireDockerImageAndModel() {
-        assumeTrue(IMAGE != null && !IMAGE.isBlank(),
-                "KVSTASH_DOCKER_IMAGE is not set: container tests skipped (build the image, e.g. docker build --network host -t kvstash:test ., "
-                        + "and export KVSTASH_DOCKER_IMAGE=kvstash:test; .ci/run does both when Docker can run)");
-        assumeTrue(MODELS != null && Files.isRegularFile(Path.of(MODELS, MODEL_FILE)),
-                "KVSTASH_TEST_MODELS does not hold " + MODEL_FILE + ": container tests skipped");
-        assumeTrue(DockerClientFactory.instance().isDockerAvailable(), "no Docker daemon reachable: container tests skipped");
+    private static String skipReason;
+    private static boolean checked;
+
+    /** Per test, so each one is reported as skipped (with the reason, also printed once to stderr). */
+    @BeforeEach
+    void requireDockerImageAndModel() {
+        synchronized (ContainerImageTest.class) {
+            if (!checked) {
+                checked = true;
+                skipReason = skipReason();
+                if (skipReason != null) {
+                    System.err.println("ContainerImageTest skipped: " + skipReason);
+                }
+            }
+        }
+        assumeTrue(skipReason == null, skipReason);
+    }
+
+    private static String skipReason() {
+        if (IMAGE == null || IMAGE.isBlank()) {
+            return "KVSTASH_DOCKER_IMAGE is not set (build the image, e.g. docker build --network host -t kvstash:test ., "
+                    + "and export KVSTASH_DOCKER_IMAGE=kvstash:test; .ci/run does both when Docker can run)";
+        }
+        if (MODELS == null || !Files.isRegularFile(Path.of(MODELS, MODEL_FILE))) {
+            return "KVSTASH_TEST_MODELS does not hold " + MODEL_FILE;
+        }
+        if (!DockerClientFactory.instance().isDockerAvailable()) {
+            return "no Docker daemon reachable";
+        }
         docker = DockerClientFactory.instance().client();
-        boolean present;
         try {
             docker.inspectImageCmd(IMAGE).exec();
-            present = true;
         } catch (RuntimeException e) {
-            present = false;
+            return "image " + IMAGE + " is not in the local Docker daemon";
         }
-        assumeTrue(present, "image " + IMAGE + " is not in the local Docker daemon: container tests skipped");
+        return null;
     }
 
     @AfterAll
     static void removeVolumes() {
+        if (docker == null) {
+            return;
+        }
         for (String v : VOLUMES) {
             try {
                 docker.removeVolumeCmd(v).exec();
