@@ -46,7 +46,7 @@ public final class KvCache implements AutoCloseable {
 
     /**
      * Marks positions {@code [0, length)} as filled; called by the forward pass after writing them.
-     * Chunks that are now full are sealed into the store's format.
+     * Chunks that are now full are sealed into the store's format and get their key summary.
      */
     public void setLength(int length) {
         if (length < 0 || length > (long) chunks.size() * chunkTokens) {
@@ -57,8 +57,10 @@ public final class KvCache implements AutoCloseable {
         for (int i = before / chunkTokens; i < length / chunkTokens; i++) {
             KvChunk c = chunks.get(i);
             if (c.format() != store.geometry().format()) {
-                chunks.set(i, store.seal(c));
+                c = store.seal(c);
+                chunks.set(i, c);
             }
+            c.summarise();
         }
     }
 
@@ -94,6 +96,7 @@ public final class KvCache implements AutoCloseable {
         if (chunk.format() != store.geometry().format() || !chunk.geometry().equals(store.geometry())) {
             throw new IllegalArgumentException("chunk in " + chunk.format() + " does not fit a cache of " + store.geometry());
         }
+        chunk.summarise();
         chunks.add(chunk);
         length += chunkTokens;
     }
@@ -120,6 +123,7 @@ public final class KvCache implements AutoCloseable {
         if (index < 0 || (long) (index + 1) * chunkTokens > length || chunk.format() != chunks.get(index).format()) {
             throw new IllegalArgumentException("chunk " + index + " is not a full chunk of the same format");
         }
+        chunk.summarise();
         KvChunk old = chunks.set(index, chunk);
         if (old != chunk) {
             store.release(old);
@@ -130,6 +134,16 @@ public final class KvCache implements AutoCloseable {
         if (length % chunkTokens != 0 || chunks.size() * (long) chunkTokens != length) {
             throw new IllegalStateException("cache of " + length + " positions in " + chunks.size() + " chunks does not end on a chunk boundary");
         }
+    }
+
+    /** Full chunks: {@code length / chunkTokens}; each has its key summary. */
+    public int fullChunks() {
+        return length / chunkTokens;
+    }
+
+    /** Heap bytes of the key summaries of this sequence's full chunks. */
+    public long summaryBytes() {
+        return fullChunks() * KvChunk.summaryBytes(store.geometry());
     }
 
     /** Bytes of KV this sequence holds now (sealed chunks plus the tail). */

@@ -1,0 +1,63 @@
+package io.kvstash.engine.model;
+
+import io.kvstash.engine.kv.KvCache;
+import io.kvstash.engine.kv.KvChunk;
+
+/**
+ * Which chunks a decoding query attends over under a token budget (Quest): chunk 0 (the attention
+ * sink) and the chunk holding the query's own position (the tail) always, and of the full chunks
+ * between them those with the highest upper bound {@code Σ_c max(q_c·max_c, q_c·min_c)} on any key's
+ * score, the maximum taken over the query heads that share the KV head. Ties go to the earlier chunk.
+ */
+final class ChunkSelection {
+    private ChunkSelection() {
+    }
+
+    /**
+     * Full chunks between sink and tail that a budget of {@code budgetTokens} positions leaves room
+     * for, when the sequence holds {@code positions} positions.
+     */
+    static int room(int budgetTokens, int positions, int chunkTokens) {
+        int tail = (positions - 1) / chunkTokens;
+        int tailCount = positions - tail * chunkTokens;
+        return Math.max(0, (budgetTokens - chunkTokens - tailCount) / chunkTokens);
+    }
+
+    /**
+     * Marks in {@code pick[0 .. tail]} (tail = {@code (positions − 1) / chunkTokens}) the chunks to
+     * attend over; {@code bound} receives each middle chunk's bound. The queries are {@code groupSize}
+     * head vectors of {@code headDim} floats from {@code q[groupQ]}. Returns false, leaving
+     * {@code pick} undefined, when the budget covers every chunk (attend densely instead).
+     */
+    static boolean select(KvCache cache, int layer, int kvHead, float[] q, int groupQ, int groupSize, int headDim, int positions,
+                          int budgetTokens, float[] bound, boolean[] pick) {
+        int chunkTokens = cache.geometry().chunkTokens();
+        int tail = (positions - 1) / chunkTokens;
+        int middle = tail - 1;
+        int take = room(budgetTokens, positions, chunkTokens);
+        if (middle <= 0 || take >= middle) {
+            return false;
+        }
+        for (int ch = 1; ch < tail; ch++) {
+            KvChunk chunk = cache.chunk(ch);
+            float b = Float.NEGATIVE_INFINITY;
+            for (int g = 0; g < groupSize; g++) {
+                b = Math.max(b, chunk.keyScoreBound(layer, kvHead, q, groupQ + g * headDim));
+            }
+            bound[ch] = b;
+            pick[ch] = false;
+        }
+        pick[0] = true;
+        pick[tail] = true;
+        for (int j = 0; j < take; j++) {
+            int best = -1;
+            for (int ch = 1; ch < tail; ch++) {
+                if (!pick[ch] && (best < 0 || bound[ch] > bound[best])) {
+                    best = ch;
+                }
+            }
+            pick[best] = true;
+        }
+        return true;
+    }
+}
