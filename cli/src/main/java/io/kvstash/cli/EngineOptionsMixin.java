@@ -3,6 +3,7 @@ package io.kvstash.cli;
 import io.kvstash.engine.EngineOptions;
 import io.kvstash.engine.InferenceEngine;
 import io.kvstash.engine.kv.KvFormat;
+import io.kvstash.engine.model.SparseAttention;
 import java.nio.file.Path;
 import picocli.CommandLine.Option;
 
@@ -23,12 +24,32 @@ final class EngineOptionsMixin {
     @Option(names = "--prefill-batch", paramLabel = "N", description = "Tokens per prefill step (default 64).")
     int prefillBatch = 64;
 
+    @Option(names = "--sparse", description = "Sparse decode: attend over the sink chunk, the tail and the chunks whose key summaries"
+            + " bound the scores highest, within --sparse-budget (default off).")
+    boolean sparse;
+
+    @Option(names = "--sparse-budget", paramLabel = "TOKENS", description = "Positions of the sink and the chosen chunks a decoding"
+            + " token attends over with --sparse; the tail comes on top (default 2048).")
+    int sparseBudget = SparseAttention.OFF.budgetTokens();
+
+    @Option(names = "--sparse-min-context", paramLabel = "TOKENS", description = "Context from which decode goes sparse (default 4096).")
+    int sparseMinContext = SparseAttention.OFF.minContext();
+
+    @Option(names = "--sparse-dense-layers", paramLabel = "N", description = "Leading layers that always attend densely (default 2).")
+    int sparseDenseLayers = SparseAttention.OFF.denseLayers();
+
     @Option(names = "--verbose", description = "Print stack traces on errors.")
     boolean verbose;
 
     EngineOptions options() {
-        EngineOptions o = EngineOptions.defaults().withKvFormat(KvFormat.parse(kv)).withMaxBatch(prefillBatch).withContextLength(context);
+        EngineOptions o = EngineOptions.defaults().withKvFormat(KvFormat.parse(kv)).withMaxBatch(prefillBatch).withContextLength(context)
+                .withSparse(sparseSettings());
         return threads == null ? o : o.withThreads(threads);
+    }
+
+    /** The --sparse-* settings, switched on only with --sparse. */
+    SparseAttention sparseSettings() {
+        return new SparseAttention(sparse, sparseBudget, sparseMinContext, sparseDenseLayers);
     }
 
     InferenceEngine open() {

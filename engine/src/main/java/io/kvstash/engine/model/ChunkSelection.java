@@ -15,12 +15,11 @@ final class ChunkSelection {
 
     /**
      * Full chunks between sink and tail that a budget of {@code budgetTokens} positions leaves room
-     * for, when the sequence holds {@code positions} positions.
+     * for: the budget covers the sink and the chosen chunks; the tail (fewer than a chunk of
+     * positions, the newest) comes on top.
      */
-    static int room(int budgetTokens, int positions, int chunkTokens) {
-        int tail = (positions - 1) / chunkTokens;
-        int tailCount = positions - tail * chunkTokens;
-        return Math.max(0, (budgetTokens - chunkTokens - tailCount) / chunkTokens);
+    static int room(int budgetTokens, int chunkTokens) {
+        return Math.max(0, (budgetTokens - chunkTokens) / chunkTokens);
     }
 
     /**
@@ -34,7 +33,7 @@ final class ChunkSelection {
         int chunkTokens = cache.geometry().chunkTokens();
         int tail = (positions - 1) / chunkTokens;
         int middle = tail - 1;
-        int take = room(budgetTokens, positions, chunkTokens);
+        int take = room(budgetTokens, chunkTokens);
         if (middle <= 0 || take >= middle) {
             return false;
         }

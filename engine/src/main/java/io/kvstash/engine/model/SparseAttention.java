@@ -8,8 +8,9 @@ package io.kvstash.engine.model;
  * step) and sequences shorter than {@code minContext} attend densely.
  *
  * @param enabled      sparse decode on or off
- * @param budgetTokens positions a decoding token attends over, sink and tail included (rounded down
- *                     to whole chunks); a budget that covers the context is dense attention exactly
+ * @param budgetTokens positions of the sink and the chosen chunks (rounded down to whole chunks; the
+ *                     tail, under a chunk, is attended on top); a budget that covers the context is dense
+ *                     attention exactly
  * @param minContext   positions a sequence must hold (the decoding token included) before decode goes sparse
  * @param denseLayers  leading layers that always attend densely
  */

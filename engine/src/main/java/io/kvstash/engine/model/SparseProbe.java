@@ -14,7 +14,8 @@ public final class SparseProbe {
     private double[] massSum = new double[0];   // (worker)
     private long[] heads = new long[0];         // (worker)
     private float[][] dense = new float[0][];   // (worker, positions)
-    private boolean[] chosen = new boolean[0];  // (chunks) union over heads and layers since clearChunks
+    private boolean[] chosen = new boolean[0];  // (layer, chunk) union over heads since clearChunks
+    private int chunks;
 
     synchronized void ensureWorkers(int workers) {
         if (massSum.length < workers) {
@@ -29,19 +30,36 @@ public final class SparseProbe {
     }
 
     /** Forgets which chunks were chosen; call before a step whose residency you want to know. */
-    public void clearChunks(int chunks) {
-        if (chosen.length < chunks) {
-            chosen = new boolean[chunks];
+    public void clearChunks(int layers, int chunks) {
+        this.chunks = chunks;
+        if (chosen.length < layers * chunks) {
+            chosen = new boolean[layers * chunks];
         } else {
             java.util.Arrays.fill(chosen, false);
         }
     }
 
-    /** Chunks (sink, tail and selections of any layer and head) attended sparsely since {@link #clearChunks}. */
-    public int chosenChunks() {
+    /** Chunks that some head of {@code layer} attended over sparsely (sink and tail included) since {@link #clearChunks}. */
+    public int chosenChunks(int layer) {
         int n = 0;
-        for (boolean b : chosen) {
-            n += b ? 1 : 0;
+        for (int ch = 0; ch < chunks; ch++) {
+            n += chosen[layer * chunks + ch] ? 1 : 0;
+        }
+        return n;
+    }
+
+    /**
+     * Chunks that some head of some layer attended over sparsely since {@link #clearChunks}: what a
+     * step needs resident if the layers it ran densely are left out.
+     */
+    public int chosenChunksAnyLayer(int layers) {
+        int n = 0;
+        for (int ch = 0; ch < chunks; ch++) {
+            boolean any = false;
+            for (int l = 0; l < layers && !any; l++) {
+                any = chosen[l * chunks + ch];
+            }
+            n += any ? 1 : 0;
         }
         return n;
     }
@@ -80,8 +98,8 @@ public final class SparseProbe {
         double mass = 0;
         for (int ch = 0; ch <= tail; ch++) {
             if (pick[ch]) {
-                if (ch < chosen.length) {
-                    chosen[ch] = true;
+                if (ch < chunks && (layer + 1) * chunks <= chosen.length) {
+                    chosen[layer * chunks + ch] = true;
                 }
                 for (int p = ch * chunkTokens, end = Math.min(positions, p + chunkTokens); p < end; p++) {
                     mass += sc[p];

@@ -94,15 +94,17 @@ class SparseAttentionTest {
     void shouldMeasureCapturedMassWhenProbing() {
         try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
             SparseProbe probe = new SparseProbe();
-            probe.clearChunks(16);
+            probe.clearChunks(3, 16);
             run(model, new SparseAttention(true, 4 * CHUNK, 0, 1), probe);
             ModelConfig c = model.config();
             // Every decode token, every sparse layer (2 of 3), every query head.
             assertEquals((long) DECODE * 2 * c.heads(), probe.measured());
             double mass = probe.meanMassCaptured();
             assertTrue(mass > 0.1 && mass < 1, "mass captured " + mass);
-            int chosen = probe.chosenChunks();
+            assertEquals(0, probe.chosenChunks(0), "layer 0 is dense");
+            int chosen = probe.chosenChunks(2);
             assertTrue(chosen >= 4 && chosen <= 16, "chunks chosen " + chosen);
+            assertTrue(probe.chosenChunksAnyLayer(3) >= chosen);
 
             SparseProbe all = new SparseProbe();
             run(model, new SparseAttention(true, 10_000, 0, 0), all);
@@ -147,8 +149,8 @@ class SparseAttentionTest {
                 cache.setLength(positions);
                 float[] bound = new float[8];
                 boolean[] pick = new boolean[8];
-                int budget = chunkTokens + 10 + chunkTokens; // sink, tail and one chunk
-                assertEquals(1, ChunkSelection.room(budget, positions, chunkTokens));
+                int budget = 2 * chunkTokens + 10; // sink and one chunk (and the tail, always)
+                assertEquals(1, ChunkSelection.room(budget, chunkTokens));
                 assertTrue(ChunkSelection.select(cache, 0, 1, q, 2 * hd, 2, hd, positions, budget, bound, pick));
                 for (int ch = 0; ch <= 6; ch++) {
                     assertEquals(ch == 0 || ch == 6 || ch == planted, pick[ch], format + ": chunk " + ch + " with the key planted in "
