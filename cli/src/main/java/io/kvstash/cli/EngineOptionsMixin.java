@@ -3,6 +3,7 @@ package io.kvstash.cli;
 import io.kvstash.engine.EngineOptions;
 import io.kvstash.engine.InferenceEngine;
 import io.kvstash.engine.kv.KvFormat;
+import io.kvstash.engine.kv.KvGeometry;
 import io.kvstash.engine.model.SparseAttention;
 import java.nio.file.Path;
 import picocli.CommandLine.Option;
@@ -20,6 +21,10 @@ final class EngineOptionsMixin {
 
     @Option(names = "--kv", paramLabel = "FORMAT", description = "KV cache format of full chunks: F32, F16, Q8, KIVI4 or KIVI2 (default F32).")
     String kv = "F32";
+
+    @Option(names = "--chunk-tokens", paramLabel = "N", description = "Positions per KV chunk (default 64; KIVI2 needs a multiple of 64,"
+            + " KIVI4 of 32).")
+    int chunkTokens = KvGeometry.DEFAULT_CHUNK_TOKENS;
 
     @Option(names = "--prefill-batch", paramLabel = "N", description = "Tokens per prefill step (default 64).")
     int prefillBatch = 64;
@@ -43,7 +48,7 @@ final class EngineOptionsMixin {
 
     EngineOptions options() {
         EngineOptions o = EngineOptions.defaults().withKvFormat(KvFormat.parse(kv)).withMaxBatch(prefillBatch).withContextLength(context)
-                .withSparse(sparseSettings());
+                .withChunkTokens(chunkTokens).withSparse(sparseSettings());
         return threads == null ? o : o.withThreads(threads);
     }
 

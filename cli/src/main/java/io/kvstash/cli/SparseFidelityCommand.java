@@ -209,9 +209,10 @@ final class SparseFidelityCommand implements Callable<Integer> {
                     double kl = cell.kl / cell.measured;
                     double mass = cell.probe.meanMassCaptured();
                     double msSparse = cell.nanos / 1e6 / cell.measured;
-                    out.printf("%7d %7.3f %7d %5d %6.1f%% %9.2e %6.1f%% %12s %12s %12s %9.3f %9.3f%n", context, budgets[b], budgetTokens,
-                            cell.measured, 100 * top1, kl, 100 * mass, bytes(denseHot), bytes(sparseHot), bytes(perLayerHot), msSparse,
-                            msDense);
+                    // No mass measured: the budget covered every chunk, so decode was dense.
+                    out.printf("%7d %7.3f %7d %5d %6.1f%% %9.2e %7s %12s %12s %12s %9.3f %9.3f%n", context, budgets[b], budgetTokens,
+                            cell.measured, 100 * top1, kl, Double.isNaN(mass) ? "dense" : String.format("%.1f%%", 100 * mass),
+                            bytes(denseHot), bytes(sparseHot), bytes(perLayerHot), msSparse, msDense);
                     ObjectNode row = rows.addObject();
                     row.put("context", context);
                     row.put("budget_share", budgets[b]);
@@ -219,7 +220,9 @@ final class SparseFidelityCommand implements Callable<Integer> {
                     row.put("measured_positions", cell.measured);
                     row.put("top1_agreement", top1);
                     row.put("mean_kl", kl);
-                    row.put("mass_captured", mass);
+                    if (!Double.isNaN(mass)) {
+                        row.put("mass_captured", mass);
+                    }
                     row.put("hot_bytes_dense", Math.round(denseHot));
                     row.put("hot_bytes_sparse_whole_chunks", Math.round(sparseHot));
                     row.put("hot_bytes_sparse_per_layer", Math.round(perLayerHot));

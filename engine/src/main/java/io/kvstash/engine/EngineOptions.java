@@ -65,6 +65,10 @@ public record EngineOptions(int threads, int contextLength, int maxBatch, KvForm
         return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, sparse);
     }
 
+    public EngineOptions withChunkTokens(int chunkTokens) {
+        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, sparse);
+    }
+
     public EngineOptions withSparse(SparseAttention sparse) {
         return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, sparse);
     }
