@@ -1,5 +1,6 @@
 package io.kvstash.engine.model;
 
+import io.kvstash.engine.kernel.VectorMath;
 import io.kvstash.engine.kv.KvCache;
 import io.kvstash.engine.kv.KvChunk;
 
@@ -58,5 +59,36 @@ final class ChunkSelection {
             pick[best] = true;
         }
         return true;
+    }
+
+    /**
+     * Attention of one query head ({@code q[qOff..+headDim)}) over the positions of the chunks marked
+     * in {@code pick[0 .. (positions − 1) / chunkTokens]}, in position order, softmax over those
+     * positions only: {@code out[outOff..+headDim)} receives the weighted values. {@code scores}
+     * must hold the chosen positions. With every chunk marked this is dense attention, operation for
+     * operation.
+     */
+    static void attendChosen(KvCache cache, int layer, int kvHead, float[] q, int qOff, int positions, float scale, boolean[] pick,
+                             float[] scores, float[] out, int outOff, float[] scratch) {
+        int chunkTokens = cache.geometry().chunkTokens();
+        int tail = (positions - 1) / chunkTokens;
+        int n = 0;
+        for (int ch = 0; ch <= tail; ch++) {
+            if (pick[ch]) {
+                int count = Math.min(chunkTokens, positions - ch * chunkTokens);
+                cache.chunk(ch).keyScores(layer, kvHead, q, qOff, count, scale, scores, n, scratch);
+                n += count;
+            }
+        }
+        VectorMath.softmax(scores, 0, n);
+        java.util.Arrays.fill(out, outOff, outOff + cache.geometry().headDim(), 0f);
+        n = 0;
+        for (int ch = 0; ch <= tail; ch++) {
+            if (pick[ch]) {
+                int count = Math.min(chunkTokens, positions - ch * chunkTokens);
+                cache.chunk(ch).accumulateValues(layer, kvHead, scores, n, count, out, outOff, scratch);
+                n += count;
+            }
+        }
     }
 }

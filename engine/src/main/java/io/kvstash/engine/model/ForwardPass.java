@@ -514,26 +514,8 @@ public final class ForwardPass {
                 return false;
             }
             int tail = (positions - 1) / chunkTokens;
-            float[] sc = scores[worker];
             float[] scratch = kvScratch[worker];
-            int n = 0;
-            for (int ch = 0; ch <= tail; ch++) {
-                if (pick[ch]) {
-                    int count = Math.min(chunkTokens, positions - ch * chunkTokens);
-                    cache.chunk(ch).keyScores(layer, kvHead, q, qOff, count, scale, sc, n, scratch);
-                    n += count;
-                }
-            }
-            VectorMath.softmax(sc, 0, n);
-            Arrays.fill(att, qOff, qOff + hd, 0f);
-            n = 0;
-            for (int ch = 0; ch <= tail; ch++) {
-                if (pick[ch]) {
-                    int count = Math.min(chunkTokens, positions - ch * chunkTokens);
-                    cache.chunk(ch).accumulateValues(layer, kvHead, sc, n, count, att, qOff, scratch);
-                    n += count;
-                }
-            }
+            ChunkSelection.attendChosen(cache, layer, kvHead, q, qOff, positions, scale, pick, scores[worker], att, qOff, scratch);
             if (pr != null) {
                 pr.record(worker, cache, layer, kvHead, q, qOff, positions, scale, pick, tail, scratch);
             }

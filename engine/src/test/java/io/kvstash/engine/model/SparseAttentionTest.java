@@ -162,6 +162,86 @@ class SparseAttentionTest {
         }
     }
 
+    @ParameterizedTest
+    @EnumSource(KvFormat.class)
+    void shouldAttendOverChosenPositionsOnlyWhenChunksAreLeftOut(KvFormat format) {
+        int hd = 16;
+        int chunkTokens = 64;
+        KvGeometry g = new KvGeometry(1, 1, hd, chunkTokens, format);
+        int positions = 4 * chunkTokens + 20; // chunks 0..3 full, tail 4
+        Random r = new Random(8);
+        try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = new KvCache(store)) {
+            cache.reserve(positions);
+            float[] k = new float[hd];
+            float[] v = new float[hd];
+            for (int p = 0; p < positions; p++) {
+                for (int i = 0; i < hd; i++) {
+                    k[i] = (float) r.nextGaussian();
+                    v[i] = (float) r.nextGaussian();
+                }
+                cache.chunk(p / chunkTokens).write(0, p % chunkTokens, k, 0, v, 0);
+            }
+            cache.setLength(positions);
+            float[] q = new float[hd];
+            for (int i = 0; i < hd; i++) {
+                q[i] = (float) r.nextGaussian();
+            }
+            float scale = 0.25f;
+            float[] scratch = new float[io.kvstash.engine.kv.KvChunk.scratchFloats(g)];
+            float[] scores = new float[positions];
+            // Every chunk chosen: the dense loop of the forward pass, bit for bit.
+            float[] dense = new float[hd];
+            for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
+                cache.chunk(ch).keyScores(0, 0, q, 0, Math.min(chunkTokens, positions - p), scale, scores, p, scratch);
+            }
+            io.kvstash.engine.kernel.VectorMath.softmax(scores, 0, positions);
+            for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
+                cache.chunk(ch).accumulateValues(0, 0, scores, p, Math.min(chunkTokens, positions - p), dense, 0, scratch);
+            }
+            boolean[] all = {true, true, true, true, true};
+            float[] out = new float[hd];
+            ChunkSelection.attendChosen(cache, 0, 0, q, 0, positions, scale, all, scores, out, 0, scratch);
+            assertArrayEquals(dense, out, format + ": all chunks chosen");
+
+            // Chunks 1 and 3 left out: softmax and weighted sum over the other positions only, in double.
+            boolean[] some = {true, false, true, false, true};
+            ChunkSelection.attendChosen(cache, 0, 0, q, 0, positions, scale, some, scores, out, 0, scratch);
+            float[] keyScore = new float[positions];
+            for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
+                cache.chunk(ch).keyScores(0, 0, q, 0, Math.min(chunkTokens, positions - p), scale, keyScore, p, scratch);
+            }
+            double max = Double.NEGATIVE_INFINITY;
+            for (int p = 0; p < positions; p++) {
+                if (some[p / chunkTokens]) {
+                    max = Math.max(max, keyScore[p]);
+                }
+            }
+            double sum = 0;
+            double[] expected = new double[hd];
+            float[] oneHot = new float[chunkTokens];
+            float[] value = new float[hd];
+            for (int p = 0; p < positions; p++) {
+                if (!some[p / chunkTokens]) {
+                    continue;
+                }
+                double w = Math.exp(keyScore[p] - max);
+                sum += w;
+                // The value as the chunk stores it: its weighted sum with a one-hot weight.
+                Arrays.fill(oneHot, 0f);
+                oneHot[p % chunkTokens] = 1f;
+                Arrays.fill(value, 0f);
+                int ch = p / chunkTokens;
+                cache.chunk(ch).accumulateValues(0, 0, oneHot, 0, Math.min(chunkTokens, positions - ch * chunkTokens), value, 0, scratch);
+                for (int i = 0; i < hd; i++) {
+                    expected[i] += w * value[i];
+                }
+            }
+            for (int i = 0; i < hd; i++) {
+                assertEquals(expected[i] / sum, out[i], 1e-5, format + ": channel " + i);
+            }
+        }
+    }
+
     @Test
     void shouldRejectBadSettingsWhenConstructed() {
         assertThrows(IllegalArgumentException.class, () -> new SparseAttention(true, 0, 0, 0));
