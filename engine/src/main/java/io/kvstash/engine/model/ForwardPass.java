@@ -42,6 +42,7 @@ public final class ForwardPass {
     private boolean[][] chunkPick;      // (worker, chunks) chunks the current (token, kv head) attends over
     private volatile SparseAttention sparse = SparseAttention.OFF;
     private volatile SparseProbe probe;
+    private SparseAttention stepSparse = SparseAttention.OFF; // the settings the current step started with
     // Per-token bookkeeping of the current step: which sequence a token belongs to and its position.
     private final KvCache[] tokenCache; // (batch)
     private final int[] tokenPos;       // (batch)
@@ -211,6 +212,7 @@ public final class ForwardPass {
         }
         ensureScoreCapacity(maxPositions);
         SparseAttention sp = sparse;
+        stepSparse = sp;
         for (int i = 0; i < n; i++) {
             boolean alone = true;
             for (int j = 0; j < n && alone; j++) {
@@ -464,7 +466,7 @@ public final class ForwardPass {
 
         void run(int layer, int n) {
             this.layer = layer;
-            this.sp = sparse;
+            this.sp = stepSparse;
             this.pr = probe;
             pool.run(this, n * c.heads());
         }
