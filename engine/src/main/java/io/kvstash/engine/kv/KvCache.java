@@ -96,7 +96,6 @@ public final class KvCache implements AutoCloseable {
         if (chunk.format() != store.geometry().format() || !chunk.geometry().equals(store.geometry())) {
             throw new IllegalArgumentException("chunk in " + chunk.format() + " does not fit a cache of " + store.geometry());
         }
-        chunk.summarise();
         chunks.add(chunk);
         length += chunkTokens;
     }
@@ -123,7 +122,6 @@ public final class KvCache implements AutoCloseable {
         if (index < 0 || (long) (index + 1) * chunkTokens > length || chunk.format() != chunks.get(index).format()) {
             throw new IllegalArgumentException("chunk " + index + " is not a full chunk of the same format");
         }
-        chunk.summarise();
         KvChunk old = chunks.set(index, chunk);
         if (old != chunk) {
             store.release(old);
@@ -136,12 +134,16 @@ public final class KvCache implements AutoCloseable {
         }
     }
 
-    /** Full chunks: {@code length / chunkTokens}; each has its key summary. */
+    /**
+     * Full chunks: {@code length / chunkTokens}. Those sealed here have their key summary; chunks
+     * appended or swapped in from elsewhere get it when sparse decode first needs it, so resuming a
+     * session costs nothing extra while sparse decode is off.
+     */
     public int fullChunks() {
         return length / chunkTokens;
     }
 
-    /** Heap bytes of the key summaries of this sequence's full chunks. */
+    /** Heap bytes the key summaries of this sequence's full chunks take once all are computed. */
     public long summaryBytes() {
         return fullChunks() * KvChunk.summaryBytes(store.geometry());
     }

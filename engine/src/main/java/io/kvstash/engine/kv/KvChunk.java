@@ -139,7 +139,9 @@ public final class KvChunk {
      * keys, per layer and KV head) from its body, so it holds for the keys exactly as attention reads
      * them: for a quantized format the bounds are those of the dequantized keys. Each channel is
      * read back through {@link #keyScores} with a one-hot query, the same kernel that scores keys.
-     * Idempotent; a chunk read back from storage gets its summary the same way.
+     * Idempotent; a chunk read back from storage gets its summary the same way. Costs
+     * layers·kvHeads·headDim scoring passes over the chunk (about 0.5% of the chunk's prefill for
+     * stories15M); allocates small scratch arrays, once per chunk.
      */
     public void summarise() {
         if (summarised) {

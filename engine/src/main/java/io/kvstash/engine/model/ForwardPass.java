@@ -220,8 +220,8 @@ public final class ForwardPass {
             }
             tokenDecode[i] = alone;
             if (alone && sp.enabled() && tokenPos[i] + 1 >= sp.minContext()) {
-                // Chunks appended or sealed through KvCache carry summaries already; this keeps the
-                // bound usable for any other way a full chunk got there.
+                // Chunks sealed here carry summaries already; chunks appended from a tier or shared
+                // with another sequence get theirs now, on this thread, before the workers read them.
                 KvCache cache = caches[i];
                 for (int ch = 0, full = cache.fullChunks(); ch < full; ch++) {
                     cache.chunk(ch).summarise();

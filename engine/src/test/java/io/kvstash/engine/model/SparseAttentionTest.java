@@ -91,6 +91,38 @@ class SparseAttentionTest {
     }
 
     @Test
+    void shouldSummariseAppendedChunksWhenDecodingSparsely() {
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            ModelConfig c = model.config();
+            int vocab = c.vocabularySize();
+            int full = 192; // 12 chunks
+            int[] tokens = ForwardPassReferenceTest.randomTokens(vocab, full + DECODE, 6);
+            ForwardPass pass = new ForwardPass(model, pool, 64);
+            pass.setSparse(new SparseAttention(true, 4 * CHUNK, 0, 1));
+            KvGeometry g = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, KvFormat.Q8);
+            try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache sealedHere = new KvCache(store);
+                 KvCache appended = new KvCache(store)) {
+                pass.forward(sealedHere, tokens, 0, full, full, null);
+                for (int ch = 0; ch < full / CHUNK; ch++) {
+                    // As the warm tier restores a chunk: its bytes in a fresh chunk, no summary yet.
+                    io.kvstash.engine.kv.KvChunk copy = store.allocateSealed();
+                    java.lang.foreign.MemorySegment.copy(sealedHere.chunk(ch).data(), 0, copy.data(), 0, copy.data().byteSize());
+                    appended.appendFull(copy);
+                    assertFalse(copy.summarised());
+                }
+                float[] a = new float[vocab];
+                float[] b = new float[vocab];
+                for (int i = full; i < tokens.length; i++) {
+                    pass.forward(sealedHere, tokens, i, 1, 0, a);
+                    pass.forward(appended, tokens, i, 1, 0, b);
+                    assertArrayEquals(a, b, "decode position " + i);
+                }
+                assertTrue(appended.chunk(0).summarised());
+            }
+        }
+    }
+
+    @Test
     void shouldMeasureCapturedMassWhenProbing() {
         try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
             SparseProbe probe = new SparseProbe();
