@@ -36,7 +36,8 @@ public final class ServingStack implements AutoCloseable {
                 .withThreads(e.threadsOrCores())
                 .withContextLength(e.contextLength())
                 .withKvFormat(e.kvFormat())
-                .withMaxBatch(e.maxBatch());
+                .withMaxBatch(e.maxBatch())
+                .withSparse(e.sparse().settings());
         long hotBytes = kv.hotCapacity().toBytes();
         engine = InferenceEngine.open(model, options, g -> new HotTier(g, hotBytes));
         BatchScheduler s = null;

@@ -43,6 +43,8 @@ class ConfigurationValidationTest {
         assertTrue(m.contains("kvstash.engine") && m.contains("threads"), m);
         m = failure("--kvstash.engine.kv-format=Q3");
         assertTrue(m.contains("kvstash.engine.kv-format"), m);
+        m = failure("--kvstash.engine.sparse.budget-tokens=0");
+        assertTrue(m.contains("kvstash.engine.sparse") && m.contains("budgetTokens"), m);
         m = failure("--kvstash.limits.max-body-size=10B");
         assertTrue(m.contains("kvstash.limits.max-body-size"), m);
         m = failure("--kvstash.sessions.context-policy=forget");

@@ -12,8 +12,9 @@ import picocli.CommandLine.Command;
         description = "LLM chat sessions on CPU with a tiered, quantized, persistent KV cache.",
         footer = {"", "The HTTP service starts with ./kvstash serve [--model FILE] [--port N] [--data DIR] [--KEY=VALUE ...]"
                 + " (./kvstash serve --help)."},
-        subcommands = {GenerateCommand.class, TokenizeCommand.class, PerplexityCommand.class, BenchCommand.class, BenchResumeCommand.class,
-                BenchServeCommand.class, BenchShiftCommand.class, ConvertLlama2cCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {GenerateCommand.class, TokenizeCommand.class, PerplexityCommand.class, SparseFidelityCommand.class, BenchCommand.class,
+                BenchResumeCommand.class, BenchServeCommand.class, BenchShiftCommand.class, ConvertLlama2cCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     public static final int EXIT_BAD_INPUT = 2;
 

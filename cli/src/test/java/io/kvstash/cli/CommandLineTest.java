@@ -146,6 +146,36 @@ class CommandLineTest {
         assertEquals(14 * 63, json.get("tokens").asInt());
     }
 
+    @Test
+    void shouldCompareSparseWithDenseWhenMeasuringFidelity() throws Exception {
+        String model = TestModels.model("stories260K-f32.gguf").toString();
+        String text = TestModels.data("stories-public.txt").toString();
+        Run r = run("sparse-fidelity", "--model", model, "--file", text, "--contexts", "256,512", "--budgets", "0.25,1",
+                "--positions", "8", "--sparse-dense-layers", "0", "--threads", "2");
+        assertEquals(0, r.code(), r.err());
+        String[] lines = r.out().trim().split("\n");
+        JsonNode json = new ObjectMapper().readTree(lines[lines.length - 1]);
+        JsonNode rows = json.get("rows");
+        assertEquals(4, rows.size());
+        for (JsonNode row : rows) {
+            assertEquals(7, row.get("measured_positions").asInt(), "8 positions, one of which would seal a chunk: " + row);
+            if (row.get("budget_share").asDouble() == 1.0) {
+                // A budget covering the context is dense attention: the same logits.
+                assertEquals(1.0, row.get("top1_agreement").asDouble(), row.toString());
+                assertEquals(0.0, row.get("mean_kl").asDouble(), row.toString());
+                assertFalse(row.has("mass_captured"), row.toString());
+            } else {
+                double mass = row.get("mass_captured").asDouble();
+                assertTrue(mass > 0 && mass < 1, row.toString());
+                assertTrue(row.get("mean_kl").asDouble() > 0, row.toString());
+                assertTrue(row.get("hot_bytes_sparse_per_layer").asLong() < row.get("hot_bytes_dense").asLong(), row.toString());
+            }
+        }
+        Run bad = run("sparse-fidelity", "--model", model, "--file", text, "--budgets", "0");
+        assertEquals(2, bad.code());
+        assertTrue(bad.err().contains("--budgets"), bad.err());
+    }
+
     /** stories260K written out in llama2.c's format, converted both ways (files, emscripten package), then used. */
     @Test
     void shouldConvertLlama2cCheckpointWhenGivenFilesOrAnEmscriptenPackage(@TempDir Path dir) throws Exception {

@@ -2,6 +2,7 @@ package io.kvstash.engine;
 
 import io.kvstash.engine.kv.KvFormat;
 import io.kvstash.engine.kv.KvGeometry;
+import io.kvstash.engine.model.SparseAttention;
 
 /**
  * How to run a model.
@@ -13,9 +14,19 @@ import io.kvstash.engine.kv.KvGeometry;
  * @param kvFormat       element format of KV chunks
  * @param chunkTokens    positions per KV chunk
  * @param kvCapacityBytes budget of the in-memory KV store
+ * @param sparse         sparse decode over chunk summaries (off by default)
  */
-public record EngineOptions(int threads, int contextLength, int maxBatch, KvFormat kvFormat, int chunkTokens, long kvCapacityBytes) {
+public record EngineOptions(int threads, int contextLength, int maxBatch, KvFormat kvFormat, int chunkTokens, long kvCapacityBytes,
+                            SparseAttention sparse) {
+    /** Options with sparse decode off. */
+    public EngineOptions(int threads, int contextLength, int maxBatch, KvFormat kvFormat, int chunkTokens, long kvCapacityBytes) {
+        this(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, SparseAttention.OFF);
+    }
+
     public EngineOptions {
+        if (sparse == null) {
+            throw new IllegalArgumentException("sparse attention settings must not be null");
+        }
         if (threads < 1) {
             throw new IllegalArgumentException("threads must be at least 1, got " + threads);
         }
@@ -39,18 +50,26 @@ public record EngineOptions(int threads, int contextLength, int maxBatch, KvForm
     }
 
     public EngineOptions withThreads(int threads) {
-        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes);
+        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, sparse);
     }
 
     public EngineOptions withContextLength(int contextLength) {
-        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes);
+        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, sparse);
     }
 
     public EngineOptions withMaxBatch(int maxBatch) {
-        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes);
+        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, sparse);
     }
 
     public EngineOptions withKvFormat(KvFormat kvFormat) {
-        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes);
+        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, sparse);
+    }
+
+    public EngineOptions withChunkTokens(int chunkTokens) {
+        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, sparse);
+    }
+
+    public EngineOptions withSparse(SparseAttention sparse) {
+        return new EngineOptions(threads, contextLength, maxBatch, kvFormat, chunkTokens, kvCapacityBytes, sparse);
     }
 }

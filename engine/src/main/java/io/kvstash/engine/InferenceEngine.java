@@ -8,6 +8,8 @@ import io.kvstash.engine.kv.KvGeometry;
 import io.kvstash.engine.kv.KvStore;
 import io.kvstash.engine.kv.SlabKvStore;
 import io.kvstash.engine.model.ForwardPass;
+import io.kvstash.engine.model.SparseAttention;
+import io.kvstash.engine.model.SparseProbe;
 import io.kvstash.engine.model.LlamaModel;
 import io.kvstash.engine.model.ModelConfig;
 import io.kvstash.engine.model.ModelFingerprint;
@@ -73,6 +75,7 @@ public final class InferenceEngine implements AutoCloseable {
             pool = new ComputePool(options.threads());
             store = stores.apply(new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), options.chunkTokens(), options.kvFormat()));
             ForwardPass forward = new ForwardPass(model, pool, options.maxBatch());
+            forward.setSparse(options.sparse());
             String template = file.getString(ChatTemplate.METADATA_KEY, null);
             ChatTemplate chat = template == null || template.isBlank() ? null : ChatTemplate.fromGguf(file, tokenizer);
             return new InferenceEngine(file, model, tokenizer, pool, store, forward, options, ModelFingerprint.of(file, c), chat);
@@ -173,6 +176,20 @@ public final class InferenceEngine implements AutoCloseable {
      */
     public synchronized int shift(KvCache cache, int keepChunks, int dropChunks) {
         return cache.shift(keepChunks, dropChunks, rotation);
+    }
+
+    /** Switches how decoding tokens attend (from the next step on); starts as {@link EngineOptions#sparse()}. */
+    public synchronized void setSparse(SparseAttention sparse) {
+        forward.setSparse(sparse);
+    }
+
+    public synchronized SparseAttention sparse() {
+        return forward.sparse();
+    }
+
+    /** Measures sparse against dense attention in the following steps; null stops (see {@link SparseProbe}). */
+    public synchronized void setSparseProbe(SparseProbe probe) {
+        forward.setProbe(probe);
     }
 
     /** Most tokens one forward step takes ({@link EngineOptions#maxBatch()}). */

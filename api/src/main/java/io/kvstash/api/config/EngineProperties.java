@@ -2,6 +2,8 @@ package io.kvstash.api.config;
 
 import io.kvstash.api.demo.DemoModel;
 import io.kvstash.engine.kv.KvFormat;
+import io.kvstash.engine.model.SparseAttention;
+import jakarta.validation.Valid;
 import jakarta.validation.constraints.Max;
 import jakarta.validation.constraints.Min;
 import jakarta.validation.constraints.NotNull;
@@ -24,6 +26,7 @@ import org.springframework.validation.annotation.Validated;
  * @param kvFormat      format of stored KV chunks
  * @param maxBatch      tokens per forward step (and sequences decoded at once)
  * @param queueCapacity sequences that may wait for the scheduler before new work gets 429
+ * @param sparse        sparse decode over chunk key summaries ({@code kvstash.engine.sparse.*})
  */
 @Validated
 @ConfigurationProperties("kvstash.engine")
@@ -35,7 +38,28 @@ public record EngineProperties(
         @DefaultValue("0") @Min(0) @Max(1 << 20) int contextLength,
         @DefaultValue("Q8") @NotNull KvFormat kvFormat,
         @DefaultValue("64") @Min(1) @Max(4096) int maxBatch,
-        @DefaultValue("256") @Min(1) @Max(1 << 20) int queueCapacity) {
+        @DefaultValue("256") @Min(1) @Max(1 << 20) int queueCapacity,
+        @DefaultValue @Valid @NotNull Sparse sparse) {
+
+    /**
+     * {@code kvstash.engine.sparse}: decoding tokens attend over the sink chunk, the tail and the chunks
+     * whose key summaries bound their scores highest (see {@link SparseAttention}).
+     *
+     * @param enabled      on or off
+     * @param budgetTokens positions of the sink and the chosen chunks (whole chunks; the tail comes on top)
+     * @param minContext   positions a sequence must hold before its decode goes sparse
+     * @param denseLayers  leading layers that always attend densely
+     */
+    public record Sparse(
+            @DefaultValue("false") boolean enabled,
+            @DefaultValue("2048") @Min(1) @Max(1 << 24) int budgetTokens,
+            @DefaultValue("4096") @Min(0) @Max(1 << 24) int minContext,
+            @DefaultValue("2") @Min(0) @Max(1024) int denseLayers) {
+
+        public SparseAttention settings() {
+            return new SparseAttention(enabled, budgetTokens, minContext, denseLayers);
+        }
+    }
 
     public EngineProperties {
         if (model != null && !Files.isRegularFile(model)) {

@@ -49,7 +49,7 @@ public final class KvCache implements AutoCloseable {
 
     /**
      * Marks positions {@code [0, length)} as filled; called by the forward pass after writing them.
-     * Chunks that are now full are sealed into the store's format.
+     * Chunks that are now full are sealed into the store's format and get their key summary.
      */
     public void setLength(int length) {
         if (length < 0 || length > (long) chunks.size() * chunkTokens) {
@@ -60,8 +60,10 @@ public final class KvCache implements AutoCloseable {
         for (int i = before / chunkTokens; i < length / chunkTokens; i++) {
             KvChunk c = chunks.get(i);
             if (c.format() != store.geometry().format()) {
-                chunks.set(i, store.seal(c));
+                c = store.seal(c);
+                chunks.set(i, c);
             }
+            c.summarise();
         }
     }
 
@@ -191,6 +193,20 @@ public final class KvCache implements AutoCloseable {
         if (length % chunkTokens != 0 || chunks.size() * (long) chunkTokens != length) {
             throw new IllegalStateException("cache of " + length + " positions in " + chunks.size() + " chunks does not end on a chunk boundary");
         }
+    }
+
+    /**
+     * Full chunks: {@code length / chunkTokens}. Those sealed here have their key summary; chunks
+     * appended or swapped in from elsewhere get it when sparse decode first needs it, so resuming a
+     * session costs nothing extra while sparse decode is off.
+     */
+    public int fullChunks() {
+        return length / chunkTokens;
+    }
+
+    /** Heap bytes the key summaries of this sequence's full chunks take once all are computed. */
+    public long summaryBytes() {
+        return fullChunks() * KvChunk.summaryBytes(store.geometry());
     }
 
     /** Bytes of KV this sequence holds now (sealed chunks plus the tail). */

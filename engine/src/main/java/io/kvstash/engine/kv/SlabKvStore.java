@@ -60,7 +60,9 @@ public final class SlabKvStore implements KvStore {
                 totalAllocatedBytes += chunkBytes * n;
             }
             inUseBytes += chunkBytes;
-            return free.pop();
+            KvChunk chunk = free.pop();
+            chunk.forgetSummary();
+            return chunk;
         }
 
         void give(KvChunk chunk) {

@@ -38,9 +38,15 @@ public final class ForwardPass {
     private final float[][] weightScratch; // (worker, PanelMatrix.scratchFloats(maxColumns)) a tile of decoded weights
     private float[][] scores;           // (worker, positions) grows with the context
     private float[][] kvScratch;        // (worker, KvChunk.scratchFloats) for attention on quantized chunks
+    private float[][] chunkBound;       // (worker, chunks) Quest bound of each chunk for the current (token, kv head)
+    private boolean[][] chunkPick;      // (worker, chunks) chunks the current (token, kv head) attends over
+    private volatile SparseAttention sparse = SparseAttention.OFF;
+    private volatile SparseProbe probe;
+    private SparseAttention stepSparse = SparseAttention.OFF; // the settings the current step started with
     // Per-token bookkeeping of the current step: which sequence a token belongs to and its position.
     private final KvCache[] tokenCache; // (batch)
     private final int[] tokenPos;       // (batch)
+    private final boolean[] tokenDecode; // (batch) the token is its sequence's only one in the step
     private final KvCache[] oneCache;   // (batch) filled with the one cache of a single-sequence forward
     private final int[] allRows;        // (batch) 0, 1, 2, ... logit rows of a single-sequence step
 
@@ -69,8 +75,11 @@ public final class ForwardPass {
         weightScratch = new float[pool.threads()][PanelMatrix.scratchFloats(model.maxColumns())];
         scores = new float[pool.threads()][KvGeometry.DEFAULT_CHUNK_TOKENS];
         kvScratch = new float[pool.threads()][0];
+        chunkBound = new float[pool.threads()][0];
+        chunkPick = new boolean[pool.threads()][0];
         tokenCache = new KvCache[maxBatch];
         tokenPos = new int[maxBatch];
+        tokenDecode = new boolean[maxBatch];
         oneCache = new KvCache[maxBatch];
         allRows = new int[maxBatch];
         for (int i = 0; i < maxBatch; i++) {
@@ -84,6 +93,27 @@ public final class ForwardPass {
 
     public int maxBatch() {
         return maxBatch;
+    }
+
+    /** How decoding tokens attend from the next step on (see {@link SparseAttention}). */
+    public void setSparse(SparseAttention sparse) {
+        this.sparse = java.util.Objects.requireNonNull(sparse, "sparse");
+    }
+
+    public SparseAttention sparse() {
+        return sparse;
+    }
+
+    /**
+     * Measures sparse attention against dense in the following steps (null: stop): every sparse
+     * (token, head) also computes the dense softmax and reports the share of its mass on the chosen
+     * positions. Costs a dense attention on top of each sparse one; for fidelity tools, not serving.
+     */
+    public void setProbe(SparseProbe probe) {
+        if (probe != null) {
+            probe.ensureWorkers(pool.threads());
+        }
+        this.probe = probe;
     }
 
     /**
@@ -181,6 +211,24 @@ public final class ForwardPass {
             ensureKvScratch(cache.geometry());
         }
         ensureScoreCapacity(maxPositions);
+        SparseAttention sp = sparse;
+        stepSparse = sp;
+        for (int i = 0; i < n; i++) {
+            boolean alone = true;
+            for (int j = 0; j < n && alone; j++) {
+                alone = j == i || caches[j] != caches[i];
+            }
+            tokenDecode[i] = alone;
+            if (alone && sp.enabled() && tokenPos[i] + 1 >= sp.minContext()) {
+                // Chunks sealed here carry summaries already; chunks appended from a tier or shared
+                // with another sequence get theirs now, on this thread, before the workers read them.
+                KvCache cache = caches[i];
+                for (int ch = 0, full = cache.fullChunks(); ch < full; ch++) {
+                    cache.chunk(ch).summarise();
+                }
+                ensureSparseScratch(tokenPos[i] / cache.geometry().chunkTokens() + 1);
+            }
+        }
         try {
             for (int i = 0; i < n; i++) {
                 tokenCache[i] = caches[i];
@@ -206,6 +254,16 @@ public final class ForwardPass {
         if (kvScratch[0].length < need) {
             for (int i = 0; i < kvScratch.length; i++) {
                 kvScratch[i] = new float[need];
+            }
+        }
+    }
+
+    private void ensureSparseScratch(int chunks) {
+        if (chunkBound[0].length < chunks) {
+            int size = Math.max(chunks, chunkBound[0].length * 2);
+            for (int i = 0; i < chunkBound.length; i++) {
+                chunkBound[i] = new float[size];
+                chunkPick[i] = new boolean[size];
             }
         }
     }
@@ -403,9 +461,13 @@ public final class ForwardPass {
     /** Causal attention of every (token, head) of the batch over the cache's chunks. */
     private final class AttentionTask implements ComputePool.RangeTask {
         private int layer;
+        private SparseAttention sp;
+        private SparseProbe pr;
 
         void run(int layer, int n) {
             this.layer = layer;
+            this.sp = stepSparse;
+            this.pr = probe;
             pool.run(this, n * c.heads());
         }
 
@@ -423,6 +485,10 @@ public final class ForwardPass {
                 int chunkTokens = cache.geometry().chunkTokens();
                 int positions = tokenPos[t] + 1;
                 int qOff = t * c.queryDim() + h * hd;
+                if (tokenDecode[t] && sp.engages(layer, positions)
+                        && attendSparse(cache, t, h, kvHead, positions, qOff, scale, worker)) {
+                    continue;
+                }
                 for (int ch = 0, p = 0; p < positions; ch++, p += chunkTokens) {
                     cache.chunk(ch).keyScores(layer, kvHead, q, qOff, Math.min(chunkTokens, positions - p), scale, sc, p, scratch);
                 }
@@ -432,6 +498,30 @@ public final class ForwardPass {
                     cache.chunk(ch).accumulateValues(layer, kvHead, sc, p, Math.min(chunkTokens, positions - p), att, qOff, scratch);
                 }
             }
+        }
+
+        /**
+         * Attention of query head {@code h} of token {@code t} over the sink chunk, the tail chunk and
+         * the full chunks between them with the highest Quest bound (the maximum over the query heads
+         * of {@code kvHead}'s group, so the group shares one choice), as many as the budget holds.
+         * Returns false, having done nothing, when the budget covers every chunk: dense attention
+         * then gives the same result.
+         */
+        private boolean attendSparse(KvCache cache, int t, int h, int kvHead, int positions, int qOff, float scale, int worker) {
+            int chunkTokens = cache.geometry().chunkTokens();
+            int hd = c.headDim();
+            boolean[] pick = chunkPick[worker];
+            if (!ChunkSelection.select(cache, layer, kvHead, q, t * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
+                    positions, sp.budgetTokens(), chunkBound[worker], pick)) {
+                return false;
+            }
+            int tail = (positions - 1) / chunkTokens;
+            float[] scratch = kvScratch[worker];
+            ChunkSelection.attendChosen(cache, layer, kvHead, q, qOff, positions, scale, pick, scores[worker], att, qOff, scratch);
+            if (pr != null) {
+                pr.record(worker, cache, layer, kvHead, q, qOff, positions, scale, pick, tail, scratch);
+            }
+            return true;
         }
     }
 }
