@@ -118,7 +118,22 @@ public final class VectorMath {
             max = Math.max(max, x[off + i]);
         }
         for (i = 0; i < bound; i += Simd.FL) {
-            expLanes(FloatVector.fromArray(Simd.F, x, off + i).sub(max)).intoArray(x, off + i);
+            // exp written out (see exp): a vector passed to a call C2 declines to inline is boxed.
+            FloatVector ex = FloatVector.fromArray(Simd.F, x, off + i).sub(max);
+            FloatVector xc = ex.max(EXP_LO).min(EXP_HI);
+            FloatVector en = xc.fma(LOG2E, ROUNDER).sub(ROUNDER);
+            FloatVector r = en.fma(FloatVector.broadcast(Simd.F, -LN2_HI), xc);
+            r = en.fma(FloatVector.broadcast(Simd.F, -LN2_LO), r);
+            FloatVector p = r.fma(P0, P1);
+            p = p.fma(r, FloatVector.broadcast(Simd.F, P2));
+            p = p.fma(r, FloatVector.broadcast(Simd.F, P3));
+            p = p.fma(r, FloatVector.broadcast(Simd.F, P4));
+            p = p.fma(r, FloatVector.broadcast(Simd.F, P5));
+            FloatVector pow2 = ((IntVector) en.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector e = p.fma(r.mul(r), r).add(1f).mul(pow2)
+                    .blend(0f, ex.lt(EXP_LO))
+                    .blend(Float.POSITIVE_INFINITY, ex.compare(VectorOperators.GT, EXP_HI));
+            e.intoArray(x, off + i);
         }
         for (; i < n; i++) {
             x[off + i] = exp(x[off + i] - max);
@@ -150,6 +165,9 @@ public final class VectorMath {
 
     // ---- exp: Cody-Waite range reduction and Cephes' expf polynomial (about 1 ulp), the same
     // operations in the same order lane by lane and in the scalar twin, so both give the same bits.
+    // The lane version is written out in each loop that needs it (softmax, swiglu): as a method it
+    // compiles to more code than C2 inlines into a caller, and a vector passed to or returned from
+    // a call that is not inlined is boxed (an allocation per vector).
 
     private static final float EXP_LO = -87.0f;  // below: 0 (e^-87 is about the smallest normal float)
     private static final float EXP_HI = 88.0f;   // above: +inf (e^88.72 overflows)
@@ -181,24 +199,6 @@ public final class VectorMath {
             return 0f;
         }
         return x > EXP_HI ? Float.POSITIVE_INFINITY : e;
-    }
-
-    /** {@link #exp} of every lane. */
-    private static FloatVector expLanes(FloatVector x) {
-        FloatVector xc = x.max(EXP_LO).min(EXP_HI);
-        FloatVector n = xc.fma(LOG2E, ROUNDER).sub(ROUNDER);
-        FloatVector r = n.fma(FloatVector.broadcast(Simd.F, -LN2_HI), xc);
-        r = n.fma(FloatVector.broadcast(Simd.F, -LN2_LO), r);
-        FloatVector p = r.fma(P0, P1);
-        p = p.fma(r, FloatVector.broadcast(Simd.F, P2));
-        p = p.fma(r, FloatVector.broadcast(Simd.F, P3));
-        p = p.fma(r, FloatVector.broadcast(Simd.F, P4));
-        p = p.fma(r, FloatVector.broadcast(Simd.F, P5));
-        FloatVector y = p.fma(r.mul(r), r).add(1f);
-        FloatVector pow2 = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-        return y.mul(pow2)
-                .blend(0f, x.lt(EXP_LO))
-                .blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, EXP_HI));
     }
 
     /**
@@ -248,7 +248,21 @@ public final class VectorMath {
             int bound = Simd.F.loopBound(n);
             for (; i < bound; i += Simd.FL) {
                 FloatVector g = FloatVector.fromArray(Simd.F, gate, gOff + i);
-                g.div(expLanes(g.neg()).add(1f)).mul(FloatVector.fromArray(Simd.F, up, uOff + i)).intoArray(gate, gOff + i);
+                FloatVector ex = g.neg();
+                FloatVector xc = ex.max(EXP_LO).min(EXP_HI);
+                FloatVector en = xc.fma(LOG2E, ROUNDER).sub(ROUNDER);
+                FloatVector r = en.fma(FloatVector.broadcast(Simd.F, -LN2_HI), xc);
+                r = en.fma(FloatVector.broadcast(Simd.F, -LN2_LO), r);
+                FloatVector p = r.fma(P0, P1);
+                p = p.fma(r, FloatVector.broadcast(Simd.F, P2));
+                p = p.fma(r, FloatVector.broadcast(Simd.F, P3));
+                p = p.fma(r, FloatVector.broadcast(Simd.F, P4));
+                p = p.fma(r, FloatVector.broadcast(Simd.F, P5));
+                FloatVector pow2 = ((IntVector) en.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+                FloatVector e = p.fma(r.mul(r), r).add(1f).mul(pow2)
+                        .blend(0f, ex.lt(EXP_LO))
+                        .blend(Float.POSITIVE_INFINITY, ex.compare(VectorOperators.GT, EXP_HI));
+                g.div(e.add(1f)).mul(FloatVector.fromArray(Simd.F, up, uOff + i)).intoArray(gate, gOff + i);
             }
         }
         for (; i < n; i++) {
