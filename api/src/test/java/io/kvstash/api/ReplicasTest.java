@@ -12,6 +12,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.kvstash.offload.testing.RedisServer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -40,7 +41,7 @@ class ReplicasTest {
     @TempDir
     static Path dataB;
 
-    static TestRedis redis;
+    static RedisServer redis;
     static ConfigurableApplicationContext appA;
     static ConfigurableApplicationContext appB;
     static WebTestClient a;
@@ -51,7 +52,7 @@ class ReplicasTest {
         String dir = ServerTest.models();
         assumeTrue(dir != null && !dir.isBlank(), "KVSTASH_TEST_MODELS not set: skipping the replica tests that need the real model");
         assumeTrue(Files.exists(Path.of(dir, ServerTest.MODEL)), Path.of(dir, ServerTest.MODEL) + " missing: skipping");
-        redis = TestRedis.start();
+        redis = RedisServer.start();
         String keyPrefix = "kvstash-replicas-" + System.nanoTime() + ":";
         appA = start(dataA, keyPrefix);
         a = client(appA);
@@ -72,22 +73,11 @@ class ReplicasTest {
     }
 
     static ConfigurableApplicationContext start(Path data, String keyPrefix) {
-        return new SpringApplicationBuilder(KvstashApplication.class).run(
-                "--server.port=0",
-                "--kvstash.engine.model=" + Path.of(ServerTest.models(), ServerTest.MODEL),
-                "--kvstash.engine.threads=2",
-                "--kvstash.engine.context-length=1024",
-                "--kvstash.store.data-dir=" + data,
-                "--kvstash.kv.hot-capacity=64MB",
+        return new SpringApplicationBuilder(KvstashApplication.class).run(RestartTest.serverArgs(data,
                 "--kvstash.limits.max-body-size=4MB",
                 "--kvstash.remote.redis.url=" + redis.url,
                 "--kvstash.remote.redis.key-prefix=" + keyPrefix,
-                "--kvstash.remote.redis.timeout=2s",
-                "--kvstash.security.api-keys[0].key=" + ServerTest.ACME,
-                "--kvstash.security.api-keys[0].tenant=acme",
-                "--kvstash.security.api-keys[0].admin=true",
-                "--kvstash.security.api-keys[1].key=" + ServerTest.GLOBEX,
-                "--kvstash.security.api-keys[1].tenant=globex");
+                "--kvstash.remote.redis.timeout=2s"));
     }
 
     static WebTestClient client(ConfigurableApplicationContext app) {

@@ -53,9 +53,12 @@ class RestartTest {
         }
     }
 
-    /** The application on a random port over {@link #data}, the KV format left at its default. */
-    WebTestClient start() {
-        app = new SpringApplicationBuilder(KvstashApplication.class).run(
+    /**
+     * Arguments of the application on a random port over {@code data} with the test model, tenants
+     * acme (admin) and globex, then {@code extra}.
+     */
+    static String[] serverArgs(Path data, String... extra) {
+        List<String> args = new ArrayList<>(List.of(
                 "--server.port=0",
                 "--kvstash.engine.model=" + Path.of(ServerTest.models(), ServerTest.MODEL),
                 "--kvstash.engine.threads=2",
@@ -66,7 +69,14 @@ class RestartTest {
                 "--kvstash.security.api-keys[0].tenant=acme",
                 "--kvstash.security.api-keys[0].admin=true",
                 "--kvstash.security.api-keys[1].key=" + ServerTest.GLOBEX,
-                "--kvstash.security.api-keys[1].tenant=globex");
+                "--kvstash.security.api-keys[1].tenant=globex"));
+        args.addAll(List.of(extra));
+        return args.toArray(String[]::new);
+    }
+
+    /** The application on a random port over {@link #data}, the KV format left at its default. */
+    WebTestClient start() {
+        app = new SpringApplicationBuilder(KvstashApplication.class).run(serverArgs(data));
         int port = app.getEnvironment().getRequiredProperty("local.server.port", Integer.class);
         return WebTestClient.bindToServer().baseUrl("http://localhost:" + port).responseTimeout(Duration.ofMinutes(1)).build();
     }

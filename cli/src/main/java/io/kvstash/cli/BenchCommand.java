@@ -1,5 +1,7 @@
 package io.kvstash.cli;
 
+import static io.kvstash.cli.BenchStats.median;
+
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.kvstash.engine.EngineOptions;
@@ -163,12 +165,6 @@ final class BenchCommand implements Callable<Integer> {
             prompt[i] = text[(i - 1 + shift) % text.length];
         }
         return prompt;
-    }
-
-    private static double median(double[] a) {
-        double[] s = a.clone();
-        Arrays.sort(s);
-        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
     }
 
     private static double round(double v) {

@@ -1,5 +1,8 @@
 package io.kvstash.cli;
 
+import static io.kvstash.cli.BenchStats.hundredths;
+import static io.kvstash.cli.BenchStats.median;
+
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.kvstash.engine.EngineOptions;
@@ -104,11 +107,11 @@ final class BenchResumeCommand implements Callable<Integer> {
             ObjectNode json = new ObjectMapper().createObjectNode();
             SessionRecord base;
             if (existing) {
-                json.put("open_seconds", round((System.nanoTime() - opening) / 1e9));
+                json.put("open_seconds", hundredths((System.nanoTime() - opening) / 1e9));
                 long listing = System.nanoTime();
                 List<String> stored = sessions.list("bench");
                 base = oldest(sessions, stored);
-                json.put("list_seconds", round((System.nanoTime() - listing) / 1e9));
+                json.put("list_seconds", hundredths((System.nanoTime() - listing) / 1e9));
                 json.put("stored_sessions", stored.size());
             } else {
                 base = sessions.create("bench");
@@ -119,7 +122,7 @@ final class BenchResumeCommand implements Callable<Integer> {
                 fill(sessions, random, vocab, e.tokenizer().bos(), json);
                 warm.flush();
                 json.put("fill_disk_bytes", warm.diskUsage().totalBytes());
-                json.put("fill_disk_bytes_per_token", round((double) warm.diskUsage().totalBytes() / ((long) (sessionsToFill + 1) * tokens)));
+                json.put("fill_disk_bytes_per_token", hundredths((double) warm.diskUsage().totalBytes() / ((long) (sessionsToFill + 1) * tokens)));
                 json.put("fill_rss_mib", rssMiB());
                 Runtime rt = Runtime.getRuntime();
                 json.put("fill_heap_used_mib", (rt.totalMemory() - rt.freeMemory()) >> 20);
@@ -168,24 +171,24 @@ final class BenchResumeCommand implements Callable<Integer> {
             json.put("tokens", base.tokens().length);
             json.put("new_tokens", newTokens);
             json.put("runs", runs);
-            json.put("ttft_hot_ms", round(median(hotMs)));
-            json.put("ttft_warm_ms", round(median(warmMs)));
-            json.put("ttft_recompute_ms", round(median(recomputeMs)));
-            json.put("warm_speedup", round(median(recomputeMs) / median(warmMs)));
+            json.put("ttft_hot_ms", hundredths(median(hotMs)));
+            json.put("ttft_warm_ms", hundredths(median(warmMs)));
+            json.put("ttft_recompute_ms", hundredths(median(recomputeMs)));
+            json.put("warm_speedup", hundredths(median(recomputeMs) / median(warmMs)));
             json.put("cached_tokens_hot", cached[0]);
             json.put("cached_tokens_warm", cached[1]);
             json.put("cached_tokens_recompute", cached[2]);
             if (replica != null) {
-                json.put("ttft_remote_ms", round(median(remoteMs)));
+                json.put("ttft_remote_ms", hundredths(median(remoteMs)));
                 json.put("cached_tokens_remote", cached[3]);
-                json.put("remote_runs", Arrays.toString(Arrays.stream(remoteMs).map(BenchResumeCommand::round).toArray()));
+                json.put("remote_runs", Arrays.toString(Arrays.stream(remoteMs).map(BenchStats::hundredths).toArray()));
                 json.put("remote_stats_replica", replica.remote.stats().toString());
             }
             json.put("stored_chunks", sessions.storedChunks());
             json.put("warm_disk_bytes", warm.diskUsage().totalBytes());
-            json.put("hot_runs", Arrays.toString(Arrays.stream(hotMs).map(BenchResumeCommand::round).toArray()));
-            json.put("warm_runs", Arrays.toString(Arrays.stream(warmMs).map(BenchResumeCommand::round).toArray()));
-            json.put("recompute_runs", Arrays.toString(Arrays.stream(recomputeMs).map(BenchResumeCommand::round).toArray()));
+            json.put("hot_runs", Arrays.toString(Arrays.stream(hotMs).map(BenchStats::hundredths).toArray()));
+            json.put("warm_runs", Arrays.toString(Arrays.stream(warmMs).map(BenchStats::hundredths).toArray()));
+            json.put("recompute_runs", Arrays.toString(Arrays.stream(recomputeMs).map(BenchStats::hundredths).toArray()));
             spec.commandLine().getOut().println(json);
         } finally {
             if (data == null) {
@@ -256,9 +259,9 @@ final class BenchResumeCommand implements Callable<Integer> {
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         json.put("fill_sessions", sessionsToFill);
-        json.put("fill_seconds", round(seconds));
-        json.put("fill_sessions_per_s", round(sessionsToFill / seconds));
-        json.put("fill_tokens_per_s", round((double) sessionsToFill * tokens / seconds));
+        json.put("fill_seconds", hundredths(seconds));
+        json.put("fill_sessions_per_s", hundredths(sessionsToFill / seconds));
+        json.put("fill_tokens_per_s", hundredths((double) sessionsToFill * tokens / seconds));
     }
 
     private static long rssMiB() {
@@ -307,15 +310,6 @@ final class BenchResumeCommand implements Callable<Integer> {
         return out;
     }
 
-    private static double median(double[] a) {
-        double[] s = a.clone();
-        Arrays.sort(s);
-        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-    }
-
-    private static double round(double v) {
-        return Math.round(v * 100) / 100.0;
-    }
 
     private static void deleteTree(Path dir) throws IOException {
         try (Stream<Path> paths = Files.walk(dir)) {

@@ -1,5 +1,7 @@
 package io.kvstash.cli;
 
+import static io.kvstash.cli.BenchStats.hundredths;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -235,11 +237,11 @@ final class BenchServeCommand implements Callable<Integer> {
         out.put("temperature", temperature);
         out.put("turns", all.size());
         out.put("errors", errors);
-        out.put("seconds", round(seconds));
-        out.put("turns_per_s", round(all.size() / seconds));
+        out.put("seconds", hundredths(seconds));
+        out.put("turns_per_s", hundredths(all.size() / seconds));
         long generated = all.stream().mapToLong(TurnTiming::completionTokens).sum();
         out.put("generated_tokens", generated);
-        out.put("generated_tokens_per_s", round(generated / seconds));
+        out.put("generated_tokens_per_s", hundredths(generated / seconds));
         double[] firstTtft = ttftMillis(all, true);
         double[] resumedTtft = ttftMillis(all, false);
         putMillis(out, "ttft_first_median_ms", percentile(firstTtft, 0.5));
@@ -255,7 +257,7 @@ final class BenchServeCommand implements Callable<Integer> {
         long resumedCached = resumed.stream().mapToLong(TurnTiming::cachedTokens).sum();
         out.put("resumed_prompt_tokens", resumedPrompt);
         out.put("resumed_cached_tokens", resumedCached);
-        out.put("resumed_cached_share", resumedPrompt == 0 ? 0 : round((double) resumedCached / resumedPrompt));
+        out.put("resumed_cached_share", resumedPrompt == 0 ? 0 : hundredths((double) resumedCached / resumedPrompt));
         out.put("hot_chunks", all.stream().mapToLong(TurnTiming::hotChunks).sum());
         out.put("warm_chunks", all.stream().mapToLong(TurnTiming::warmChunks).sum());
         Set<String> samples = new LinkedHashSet<>();
@@ -280,16 +282,13 @@ final class BenchServeCommand implements Callable<Integer> {
         return s[Math.max(0, rank - 1)];
     }
 
-    private static double round(double v) {
-        return Math.round(v * 100) / 100.0;
-    }
 
     /** Milliseconds rounded to 0.01, or null when there was nothing to measure. */
     private static void putMillis(ObjectNode out, String field, double ms) {
         if (Double.isNaN(ms)) {
             out.putNull(field);
         } else {
-            out.put(field, round(ms));
+            out.put(field, hundredths(ms));
         }
     }
 

@@ -1,5 +1,8 @@
 package io.kvstash.cli;
 
+import static io.kvstash.cli.BenchStats.hundredths;
+import static io.kvstash.cli.BenchStats.median;
+
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.kvstash.engine.EngineOptions;
@@ -77,11 +80,11 @@ final class BenchShiftCommand implements Callable<Integer> {
             json.put("moved_tokens", context - (sinkChunks + dropChunks) * chunk);
             json.put("kept_tokens", kept.length);
             json.put("runs", runs);
-            json.put("shift_ms", round(median(shift)));
-            json.put("recompute_ms", round(median(recompute)));
-            json.put("recompute_over_shift", round(median(recompute) / median(shift)));
-            json.put("shift_runs", Arrays.toString(Arrays.stream(shift).map(BenchShiftCommand::round).toArray()));
-            json.put("recompute_runs", Arrays.toString(Arrays.stream(recompute).map(BenchShiftCommand::round).toArray()));
+            json.put("shift_ms", hundredths(median(shift)));
+            json.put("recompute_ms", hundredths(median(recompute)));
+            json.put("recompute_over_shift", hundredths(median(recompute) / median(shift)));
+            json.put("shift_runs", Arrays.toString(Arrays.stream(shift).map(BenchStats::hundredths).toArray()));
+            json.put("recompute_runs", Arrays.toString(Arrays.stream(recompute).map(BenchStats::hundredths).toArray()));
             spec.commandLine().getOut().println(json);
         }
         return 0;
@@ -113,13 +116,4 @@ final class BenchShiftCommand implements Callable<Integer> {
         return prompt;
     }
 
-    private static double median(double[] a) {
-        double[] s = a.clone();
-        Arrays.sort(s);
-        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-    }
-
-    private static double round(double v) {
-        return Math.round(v * 100) / 100.0;
-    }
 }

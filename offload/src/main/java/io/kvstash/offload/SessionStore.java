@@ -489,7 +489,7 @@ public final class SessionStore implements AutoCloseable {
      * by the next turn (and then the tail is ignored: it only counts when every full chunk before it
      * is found).
      *
-     * @throws IllegalArgumentException when the parts do not fit together or with this model
+     * @throws InvalidImportException when the parts do not fit together or with this model
      */
     public SessionRecord importSession(String tenant, int[] tokens, int kvLength, byte[] tail, List<SessionRecord.Message> messages) {
         return importSession(tenant, tokens, kvLength, tail, messages, 0, 0, 0);
@@ -507,11 +507,12 @@ public final class SessionStore implements AutoCloseable {
         Objects.requireNonNull(tokens, "tokens");
         List<SessionRecord.Message> msgs = messages == null ? List.of() : messages;
         if (droppedMessages < 0 || droppedMessages > msgs.size()) {
-            throw new IllegalArgumentException("dropped_messages " + droppedMessages + " outside [0, " + msgs.size() + "] (the message count)");
+            throw new InvalidImportException("dropped_messages",
+                    "dropped_messages " + droppedMessages + " outside [0, " + msgs.size() + "] (the message count)");
         }
         if (sinkTokens < 0 || shiftedTokens < 0 || sinkTokens % chunkTokens != 0 || shiftedTokens % chunkTokens != 0
                 || (long) sinkTokens + shiftedTokens > tokens.length || (shiftedTokens == 0) != (sinkTokens == 0)) {
-            throw new IllegalArgumentException("sink_tokens " + sinkTokens + " and shifted_tokens " + shiftedTokens
+            throw new InvalidImportException("shifted_tokens", "sink_tokens " + sinkTokens + " and shifted_tokens " + shiftedTokens
                     + " must both be 0, or whole chunks of " + chunkTokens + " within the " + tokens.length + " tokens");
         }
         if (shiftedTokens > 0) {
@@ -521,21 +522,23 @@ public final class SessionStore implements AutoCloseable {
         int vocabulary = engine.tokenizer().vocabularySize();
         for (int i = 0; i < tokens.length; i++) {
             if (tokens[i] < 0 || tokens[i] >= vocabulary) {
-                throw new IllegalArgumentException("token " + i + " is " + tokens[i] + ", outside this model's vocabulary [0, " + vocabulary + ")");
+                throw new InvalidImportException("tokens",
+                        "token " + i + " is " + tokens[i] + ", outside this model's vocabulary [0, " + vocabulary + ")");
             }
         }
         if (kvLength < 0 || kvLength > tokens.length) {
-            throw new IllegalArgumentException("kv_length " + kvLength + " outside [0, " + tokens.length + "] (the token count)");
+            throw new InvalidImportException("kv_length",
+                    "kv_length " + kvLength + " outside [0, " + tokens.length + "] (the token count)");
         }
         byte[] t = tail == null ? new byte[0] : tail;
         int filled = kvLength % chunkTokens;
         int want = filled == 0 ? 0 : TailCodec.bytes(hot.geometry(), filled);
         if (t.length != want) {
-            throw new IllegalArgumentException("the tail has " + t.length + " bytes; " + filled + " positions past the last full chunk of "
-                    + chunkTokens + " need " + want);
+            throw new InvalidImportException("tail", "the tail has " + t.length + " bytes; " + filled
+                    + " positions past the last full chunk of " + chunkTokens + " need " + want);
         }
         if (!TailCodec.finite(t)) {
-            throw new IllegalArgumentException("the tail holds a value that is not a finite number");
+            throw new InvalidImportException("tail", "the tail holds a value that is not a finite number");
         }
         ChunkKey[] keys = ChunkKey.chain(tenant, model, hot.geometry().format(), chunkTokens, tokens, kvLength / chunkTokens);
         long now = clock.millis();
@@ -715,15 +718,8 @@ public final class SessionStore implements AutoCloseable {
             if (i < full) {
                 List<ChunkKey> want = Arrays.asList(keys).subList(i, full);
                 List<Optional<byte[]>> got = warm.getChunks(want.stream().map(ChunkKey::bytes).toList(), header);
-                for (int j = 0; j < want.size() && got.get(j).isPresent(); j++) {
-                    KvChunk c = fromBytes(want.get(j), got.get(j).get(), true);
-                    if (c == null) {
-                        break;
-                    }
-                    cache.appendFull(c);
-                    warmHits++;
-                    i++;
-                }
+                warmHits = appendFound(cache, want, got, true);
+                i += warmHits;
                 warmChunkHits.add(warmHits);
                 warmChunkMisses.add(want.size() - warmHits);
             }
@@ -732,15 +728,8 @@ public final class SessionStore implements AutoCloseable {
                 // Not persisted locally: the turn's write (write-through) or an eviction (write-back) stores them in the warm tier.
                 List<ChunkKey> want = Arrays.asList(keys).subList(i, full);
                 List<Optional<byte[]>> got = remote.get(want, header);
-                for (int j = 0; j < want.size() && got.get(j).isPresent(); j++) {
-                    KvChunk c = fromBytes(want.get(j), got.get(j).get(), false);
-                    if (c == null) {
-                        break;
-                    }
-                    cache.appendFull(c);
-                    remoteHits++;
-                    i++;
-                }
+                remoteHits = appendFound(cache, want, got, false);
+                i += remoteHits;
             }
             int tailTokens = 0;
             int filled = r.kvLength() % chunkTokens;
@@ -763,6 +752,22 @@ public final class SessionStore implements AutoCloseable {
             cache.close();
             throw e;
         }
+    }
+
+    /**
+     * Appends the leading run of {@code want} that a tier found ({@code got}, in the same order) to
+     * {@code cache}, stopping at the first chunk missing or not fitting; returns how many.
+     */
+    private int appendFound(KvCache cache, List<ChunkKey> want, List<Optional<byte[]>> got, boolean persisted) {
+        int n = 0;
+        for (; n < want.size() && got.get(n).isPresent(); n++) {
+            KvChunk c = fromBytes(want.get(n), got.get(n).get(), persisted);
+            if (c == null) {
+                break;
+            }
+            cache.appendFull(c);
+        }
+        return n;
     }
 
     /** A chunk read from the warm or remote tier, registered in the hot tier and pinned; null if its bytes do not fit. */

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.kvstash.offload.testing.RedisServer;
 import io.kvstash.persistence.ChunkHeader;
 import io.kvstash.persistence.ModelFingerprint;
 import java.time.Duration;

@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.kvstash.engine.kv.KvFormat;
 import io.kvstash.engine.sampling.SamplingParams;
+import io.kvstash.offload.testing.RedisServer;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;

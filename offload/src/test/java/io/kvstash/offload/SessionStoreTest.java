@@ -66,10 +66,13 @@ class SessionStoreTest {
         return logits;
     }
 
-    /** Next-token logits after the session's tokens plus {@code next}, from its resumed KV. */
+    /**
+     * Next-token logits after the tokens the session's KV holds (all of them, unless it shifted) plus
+     * {@code next}, from its resumed KV.
+     */
     static float[] resumed(Tiers t, String id, int[] next, int[] sources) {
         SessionRecord r = t.sessions.get("acme", id);
-        int[] history = concat(r.tokens(), next);
+        int[] history = concat(r.kvTokens(), next);
         SessionStore.Resumed res = t.sessions.resume("acme", r, history);
         sources[0] = res.hotChunks();
         sources[1] = res.warmChunks();
@@ -228,10 +231,10 @@ class SessionStoreTest {
 
             int[] sources = new int[3];
             int[] none = new int[0]; // the record's last token (the last one sampled) is not in the KV yet: it is fed
-            assertBitIdentical(after, resumedKv(t, id, none, sources), format + " resumed from the hot tier");
+            assertBitIdentical(after, resumed(t, id, none, sources), format + " resumed from the hot tier");
             assertEquals(r.chunkKeys().size(), sources[0]);
             assertTrue(t.hot().evictAll() >= 1);
-            assertBitIdentical(after, resumedKv(t, id, none, sources), format + " resumed from the warm tier");
+            assertBitIdentical(after, resumed(t, id, none, sources), format + " resumed from the warm tier");
             assertEquals(r.chunkKeys().size(), sources[1]);
         }
     }
@@ -275,24 +278,8 @@ class SessionStoreTest {
             }
             assertArrayEquals(expected, next.generation().tokens());
             assertTrue(next.record().shiftedTokens() >= first.shiftedTokens() + drop * c, "the dropped tokens count as shifted out");
-            assertBitIdentical(after, resumedKv(t, id, new int[0], new int[3]), "resumed after the recompute");
+            assertBitIdentical(after, resumed(t, id, new int[0], new int[3]), "resumed after the recompute");
         }
-    }
-
-    /** Next-token logits after the session's KV tokens plus {@code next}, from its resumed KV. */
-    static float[] resumedKv(Tiers t, String id, int[] next, int[] sources) {
-        SessionRecord r = t.sessions.get("acme", id);
-        int[] history = concat(r.kvTokens(), next);
-        SessionStore.Resumed res = t.sessions.resume("acme", r, history);
-        sources[0] = res.hotChunks();
-        sources[1] = res.warmChunks();
-        sources[2] = res.tailTokens();
-        float[] logits = new float[t.engine.config().vocabularySize()];
-        try (KvCache cache = res.cache()) {
-            int from = cache.length();
-            t.engine.forward(cache, history, from, history.length - from, history.length - from - 1, logits);
-        }
-        return logits;
     }
 
     /**

@@ -9,6 +9,7 @@ import io.kvstash.api.security.Caller;
 import io.kvstash.api.session.SessionViews.SessionView;
 import io.kvstash.engine.kv.KvGeometry;
 import io.kvstash.offload.ChunkKey;
+import io.kvstash.offload.InvalidImportException;
 import io.kvstash.offload.SessionRecord;
 import io.kvstash.offload.SessionRecord.Message;
 import io.kvstash.offload.SessionStore;
@@ -161,11 +162,8 @@ public class SessionTransferController {
             try {
                 r = sessions.importSession(tenant, body.tokens(), kvLength, body.tail(), messages, orZero(body.droppedMessages()),
                         orZero(body.sinkTokens()), orZero(body.shiftedTokens()));
-            } catch (IllegalArgumentException e) {
-                String m = e.getMessage();
-                String field = m.startsWith("token") ? "tokens" : m.startsWith("dropped_messages") ? "dropped_messages"
-                        : m.startsWith("sink_tokens") ? "shifted_tokens" : "tail";
-                throw ProblemException.invalid(field, m);
+            } catch (InvalidImportException e) {
+                throw ProblemException.invalid(e.field(), e.getMessage());
             }
             defaults.put(r.id(), d);
             return SessionView.of(r, sessions.residency(r), d);

@@ -1,4 +1,4 @@
-package io.kvstash.offload;
+package io.kvstash.offload.testing;
 
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -18,10 +18,10 @@ import java.util.List;
  * A real {@code redis-server} for tests: the one named by {@code KVSTASH_TEST_REDIS}
  * ({@code redis://127.0.0.1:PORT}, flushed first), else a process of {@code /usr/bin/redis-server}
  * started on a free port without persistence and stopped by {@link #close()}. Tests are skipped,
- * with a message, when neither is there.
+ * with a message, when neither is there. Shared with the api module's tests through this module's test jar.
  */
-final class RedisServer implements AutoCloseable {
-    final String url;
+public final class RedisServer implements AutoCloseable {
+    public final String url;
     private final Process process;
 
     private RedisServer(String url, Process process) {
@@ -29,7 +29,7 @@ final class RedisServer implements AutoCloseable {
         this.process = process;
     }
 
-    static RedisServer start() throws IOException, InterruptedException {
+    public static RedisServer start() throws IOException, InterruptedException {
         String external = System.getenv("KVSTASH_TEST_REDIS");
         if (external != null && !external.isBlank()) {
             RedisServer s = new RedisServer(external, null);
@@ -40,7 +40,7 @@ final class RedisServer implements AutoCloseable {
     }
 
     /** A redis-server process on {@code port} (never the external one). */
-    static RedisServer startOn(int port) throws IOException, InterruptedException {
+    public static RedisServer startOn(int port) throws IOException, InterruptedException {
         Path binary = Path.of("/usr/bin/redis-server");
         assumeTrue(Files.isExecutable(binary),
                 "no /usr/bin/redis-server and KVSTASH_TEST_REDIS unset: skipping the Redis tests (apt-get install redis-server)");
@@ -64,18 +64,18 @@ final class RedisServer implements AutoCloseable {
         }
     }
 
-    static int freePort() throws IOException {
+    public static int freePort() throws IOException {
         try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
             return s.getLocalPort();
         }
     }
 
-    int port() {
+    public int port() {
         return Integer.parseInt(url.substring(url.lastIndexOf(':') + 1).replaceAll("/.*", ""));
     }
 
     /** Sends one command in RESP and returns the first reply line (enough for PING, FLUSHALL, PTTL, SET). */
-    String command(String... args) throws IOException {
+    public String command(String... args) throws IOException {
         try (Socket socket = new Socket(InetAddress.getLoopbackAddress(), port())) {
             socket.setSoTimeout(2000);
             StringBuilder req = new StringBuilder("*" + args.length + "\r\n");
@@ -110,12 +110,12 @@ final class RedisServer implements AutoCloseable {
     }
 
     /** A server that accepts connections and never answers (a hung Redis). */
-    static final class Silent implements AutoCloseable {
-        final ServerSocket socket;
+    public static final class Silent implements AutoCloseable {
+        public final ServerSocket socket;
         private final Thread acceptor;
         private final List<Socket> accepted = new java.util.concurrent.CopyOnWriteArrayList<>();
 
-        Silent() throws IOException {
+        public Silent() throws IOException {
             socket = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
             acceptor = Thread.ofPlatform().daemon().start(() -> {
                 while (!socket.isClosed()) {
@@ -128,11 +128,11 @@ final class RedisServer implements AutoCloseable {
             });
         }
 
-        String url() {
+        public String url() {
             return "redis://127.0.0.1:" + socket.getLocalPort();
         }
 
-        int connections() {
+        public int connections() {
             return accepted.size();
         }
 
