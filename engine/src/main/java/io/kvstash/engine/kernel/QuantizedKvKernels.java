@@ -319,38 +319,54 @@ public final class QuantizedKvKernels {
         int mgAt = ng * chunkTokens;
         int lanes = scratch.length - Simd.FL;
         int c = 0;
-        // Two channels per pass: their dependent FMA chains and reductions overlap.
-        for (; c + 1 < d; c += 2) {
-            int g0 = c / G;
-            int g1 = (c + 1) / G;
-            int w0 = g0 * chunkTokens;
-            int w1 = g1 * chunkTokens;
+        // Four channels per pass (one group: G is a multiple of 4): they share the weight loads, their
+        // FMA chains overlap, and their four lane sums come out of one tree of lane-wise adds
+        // (see Simd.HI_HALF) instead of four sums. Written out here: a vector passed to a helper
+        // C2 does not inline into a kernel this big would be boxed.
+        for (; c + 3 < d; c += 4) {
+            int g = c / G;
+            int wb = g * chunkTokens;
             long ch0 = codes + (long) c * stride;
-            long ch1 = ch0 + stride;
             FloatVector acc0 = FloatVector.zero(Simd.F);
             FloatVector acc1 = acc0;
+            FloatVector acc2 = acc0;
+            FloatVector acc3 = acc0;
             for (int j = 0; j < stride; j += Simd.FL) {
                 int part = (j % Simd.BL) / Simd.FL;
-                long at = j - (j % Simd.BL);
-                IntVector v0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, ch0 + at, ByteOrder.LITTLE_ENDIAN)
+                long at = ch0 + j - (j % Simd.BL);
+                IntVector v0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at, ByteOrder.LITTLE_ENDIAN)
                         .convertShape(VectorOperators.B2I, Simd.I, part);
-                IntVector v1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, ch1 + at, ByteOrder.LITTLE_ENDIAN)
+                IntVector v1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + stride, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2I, Simd.I, part);
+                IntVector v2 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + 2L * stride, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2I, Simd.I, part);
+                IntVector v3 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + 3L * stride, ByteOrder.LITTLE_ENDIAN)
                         .convertShape(VectorOperators.B2I, Simd.I, part);
                 for (int k = 0; k < perByte; k++) {
                     int shift = k * bits;
-                    int t = k * stride + j;
-                    acc0 = ((FloatVector) v0.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0))
-                            .fma(FloatVector.fromArray(Simd.F, scratch, w0 + t), acc0);
-                    acc1 = ((FloatVector) v1.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0))
-                            .fma(FloatVector.fromArray(Simd.F, scratch, w1 + t), acc1);
+                    FloatVector wv = FloatVector.fromArray(Simd.F, scratch, wb + k * stride + j);
+                    acc0 = ((FloatVector) v0.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0)).fma(wv, acc0);
+                    acc1 = ((FloatVector) v1.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0)).fma(wv, acc1);
+                    acc2 = ((FloatVector) v2.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0)).fma(wv, acc2);
+                    acc3 = ((FloatVector) v3.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0)).fma(wv, acc3);
                 }
             }
-            // Lane sums through the end of scratch: this kernel is too big for C2 to inline a helper
-            // taking the vector (which would then be boxed).
-            acc0.intoArray(scratch, lanes);
-            out[outOff + c] += Simd.sumLanes(scratch, lanes) + scratch[mgAt + g0];
-            acc1.intoArray(scratch, lanes);
-            out[outOff + c + 1] += Simd.sumLanes(scratch, lanes) + scratch[mgAt + g1];
+            // Halves: lanes below FL/2 sum acc0, above acc1 (and acc2, acc3 in p23).
+            FloatVector p01 = acc0.blend(acc1, Simd.HI_HALF).add(acc1.blend(acc0, Simd.HI_HALF).rearrange(Simd.SWAP_HALVES));
+            FloatVector p23 = acc2.blend(acc3, Simd.HI_HALF).add(acc3.blend(acc2, Simd.HI_HALF).rearrange(Simd.SWAP_HALVES));
+            // Quarters, in lane order: acc0, acc2, acc1, acc3.
+            FloatVector s4 = p01.blend(p23, Simd.HI_QUARTER).add(p23.blend(p01, Simd.HI_QUARTER).rearrange(Simd.SWAP_QUARTERS));
+            if (Simd.FL >= 16) {
+                s4 = s4.add(s4.rearrange(Simd.XOR_2));
+            }
+            if (Simd.FL >= 8) {
+                s4 = s4.add(s4.rearrange(Simd.XOR_1));
+            }
+            float mg = scratch[mgAt + g];
+            out[outOff + c] += s4.lane(0) + mg;
+            out[outOff + c + 1] += s4.lane(Simd.FL / 2) + mg;
+            out[outOff + c + 2] += s4.lane(Simd.FL / 4) + mg;
+            out[outOff + c + 3] += s4.lane(3 * Simd.FL / 4) + mg;
         }
         for (; c < d; c++) {
             int g = c / G;

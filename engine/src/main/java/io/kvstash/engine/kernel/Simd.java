@@ -4,6 +4,7 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -39,6 +40,16 @@ public final class Simd {
     private static final VectorShuffle<Float> ROTATE_2 = ENABLED ? VectorShuffle.iota(F, 2, 1, true) : null;
     private static final VectorShuffle<Float> ROTATE_1 = ENABLED ? VectorShuffle.iota(F, 1, 1, true) : null;
 
+    // Four vectors' lane sums in one vector (see the kernels that sum several accumulators at once):
+    // HI_HALF / SWAP_HALVES pair lanes i and i ± FL/2, HI_QUARTER / SWAP_QUARTERS lanes i and i ^ FL/4,
+    // XOR_2 / XOR_1 fold what is left of a quarter.
+    static final VectorMask<Float> HI_HALF = ENABLED ? VectorMask.fromLong(F, ((1L << FL) - 1) & ~((1L << (FL / 2)) - 1)) : null;
+    static final VectorShuffle<Float> SWAP_HALVES = ENABLED ? VectorShuffle.fromOp(F, i -> i ^ (FL / 2)) : null;
+    static final VectorMask<Float> HI_QUARTER = ENABLED ? VectorMask.fromLong(F, quarterBits()) : null;
+    static final VectorShuffle<Float> SWAP_QUARTERS = ENABLED ? VectorShuffle.fromOp(F, i -> i ^ (FL / 4)) : null;
+    static final VectorShuffle<Float> XOR_2 = ENABLED && FL >= 16 ? VectorShuffle.fromOp(F, i -> i ^ 2) : null;
+    static final VectorShuffle<Float> XOR_1 = ENABLED && FL >= 8 ? VectorShuffle.fromOp(F, i -> i ^ 1) : null;
+
     private Simd() {
     }
 
@@ -73,6 +84,17 @@ public final class Simd {
 
     private static float sum2(FloatVector v) {
         return v.add(v.rearrange(ROTATE_1)).lane(0);
+    }
+
+    /** Lanes whose index within their half is in the upper quarter: the mask of {@link #HI_QUARTER}. */
+    private static long quarterBits() {
+        long bits = 0;
+        for (int i = 0; i < FL; i++) {
+            if (i % (FL / 2) >= FL / 4) {
+                bits |= 1L << i;
+            }
+        }
+        return bits;
     }
 
     private static int chooseBits() {

@@ -74,11 +74,7 @@ public final class KvChunk {
         int hd = geometry.headDim();
         long block = layout.blockOffset(layer, false, kvHead);
         switch (format) {
-            case F32 -> {
-                for (int t = 0; t < count; t++) {
-                    out[outOff + t] = scale * KvKernels.dotF32(data, block + 4L * t * hd, q, qOff, hd);
-                }
-            }
+            case F32 -> KvKernels.scoresF32(data, block, hd, q, qOff, count, scale, out, outOff);
             case F16 -> {
                 for (int t = 0; t < count; t++) {
                     out[outOff + t] = scale * KvKernels.dotF16(data, block + 2L * t * hd, q, qOff, hd);
@@ -99,11 +95,7 @@ public final class KvChunk {
         int hd = geometry.headDim();
         long block = layout.blockOffset(layer, true, kvHead);
         switch (format) {
-            case F32 -> {
-                for (int t = 0; t < count; t++) {
-                    KvKernels.axpyF32(weights[wOff + t], data, block + 4L * t * hd, out, outOff, hd);
-                }
-            }
+            case F32 -> KvKernels.valuesF32(data, block, hd, weights, wOff, count, out, outOff);
             case F16 -> {
                 for (int t = 0; t < count; t++) {
                     KvKernels.axpyF16(weights[wOff + t], data, block + 2L * t * hd, out, outOff, hd);

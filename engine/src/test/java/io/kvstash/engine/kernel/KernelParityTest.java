@@ -362,6 +362,46 @@ class KernelParityTest {
         }
     }
 
+    /**
+     * The F32 block kernels (the tail of every sequence): scores of several tokens per pass have
+     * exactly the bits of one token's dot product, whatever the token count; the weighted sum of
+     * values matches its scalar twin. Head dims with and without a vector remainder.
+     */
+    @Test
+    void shouldScoreF32BlocksAsOneDotProductPerToken() {
+        Random r = new Random(11);
+        for (int d : new int[] {8, 40, 48, 64, 100}) {
+            for (int count : new int[] {1, 3, 4, 7, 33, 64}) {
+                float[] keys = random(r, count * d, 1f);
+                MemorySegment block = arena.allocate(4L * count * d, 64);
+                KvKernels.storeF32(keys, 0, block, 0, count * d);
+                float[] q = random(r, d + 5, 1f);
+                float[] scores = new float[count + 2];
+                float[] scalar = new float[count + 2];
+                KvKernels.scoresF32(block, 0, d, q, 5, count, 0.25f, scores, 2);
+                KvKernels.scoresF32Scalar(block, 0, d, q, 5, count, 0.25f, scalar, 2);
+                for (int t = 0; t < count; t++) {
+                    float one = 0.25f * KvKernels.dotF32(block, 4L * t * d, q, 5, d);
+                    assertEquals(Float.floatToRawIntBits(one), Float.floatToRawIntBits(scores[2 + t]), "d=" + d + " count=" + count + " t=" + t);
+                    assertClose(scalar[2 + t], scores[2 + t], 0.25 * magnitude(keys, t * d, q, 5, d), "f32 scores d=" + d);
+                }
+                float[] w = random(r, count + 1, 0.2f);
+                float[] a = random(r, d + 3, 1f);
+                float[] b = a.clone();
+                KvKernels.valuesF32(block, 0, d, w, 1, count, a, 3);
+                KvKernels.valuesF32Scalar(block, 0, d, w, 1, count, b, 3);
+                assertEquals(a[0], b[0]);
+                for (int c = 0; c < d; c++) {
+                    double m = Math.abs(b[3 + c]);
+                    for (int t = 0; t < count; t++) {
+                        m += Math.abs(w[1 + t] * keys[t * d + c]);
+                    }
+                    assertClose(b[3 + c], a[3 + c], m, "f32 values d=" + d + " count=" + count + " c=" + c);
+                }
+            }
+        }
+    }
+
     /** Q8 and KIVI attention kernels against their scalar twins on sealed chunks of random KV, every head dim shape. */
     @ParameterizedTest
     @EnumSource(value = KvFormat.class, names = {"Q8", "KIVI4", "KIVI2"})
