@@ -1,16 +1,25 @@
 package io.kvstash.engine.kv;
 
 import io.kvstash.engine.kernel.Half;
+import io.kvstash.engine.kernel.Simd;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
 
 /**
  * Seals a full F32 tail chunk into a quantized or half format, block by block, as
  * {@link ChunkLayout} lays it out. Runs once per chunk (every C tokens): each block is encoded
  * into heap arrays and copied into the chunk in bulk. Attention never decodes what it writes.
  * One encoder serves one sealing thread at a time.
+ *
+ * <p>KIVI groups are encoded with vectors (minimum and maximum of a group, then its codes) when
+ * {@link Simd} is enabled: the codes and parameters are bit for bit those of the scalar path
+ * ({@code simd = false}), which the tests check; keys are transposed first so that a group's
+ * tokens are contiguous.
  */
 final class ChunkEncoder {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -28,8 +37,17 @@ final class ChunkEncoder {
     private final short[] scales;
     private final byte[] codes;
     private final short[] halves;  // F16 values
+    private final int[] slot;      // KIVI packing: token t's byte within its channel (t mod stride) ...
+    private final int[] shift;     // ... and its bit offset there ((t div stride)·bits): no division per code
+    private final boolean simd;
+    private final float[] transposed; // (D, C) keys, for the vector path
+    private final int[] groupCodes;   // one group's codes before packing
 
     ChunkEncoder(ChunkLayout from, ChunkLayout to) {
+        this(from, to, Simd.ENABLED);
+    }
+
+    ChunkEncoder(ChunkLayout from, ChunkLayout to, boolean simd) {
         if (from.format() != KvFormat.F32) {
             throw new IllegalArgumentException("only F32 tails are sealed, got " + from.format());
         }
@@ -46,6 +64,19 @@ final class ChunkEncoder {
         this.scales = new short[params];
         this.codes = new byte[c * d];
         this.halves = to.format() == KvFormat.F16 ? new short[c * d] : new short[0];
+        this.simd = simd && Simd.ENABLED;
+        this.transposed = new float[c * d];
+        this.groupCodes = new int[Math.max(G, c) + Simd.FL];
+        this.slot = new int[c];
+        this.shift = new int[c];
+        if (to.format() == KvFormat.KIVI4 || to.format() == KvFormat.KIVI2) {
+            int bits = to.format().codeBits;
+            int stride = c * bits / 8;
+            for (int t = 0; t < c; t++) {
+                slot[t] = t % stride;
+                shift[t] = t / stride * bits;
+            }
+        }
     }
 
     void encode(KvChunk tail, KvChunk sealed) {
@@ -108,11 +139,31 @@ final class ChunkEncoder {
         }
     }
 
-    /** Keys: per channel, per group of G tokens; returns the number of parameters written. */
+    /**
+     * Keys: per channel, per group of G tokens; returns the number of parameters written. Codes are
+     * packed channel-major: byte j of a channel holds tokens j + k·stride at bits k·b.
+     */
     private int encodeKiviKeys(int bits) {
         int levels = (1 << bits) - 1;
         int stride = c * bits / 8;
         Arrays.fill(codes, 0, d * stride, (byte) 0);
+        if (simd) {
+            for (int t = 0; t < c; t++) {
+                for (int ch = 0; ch < d; ch++) {
+                    transposed[ch * c + t] = block[t * d + ch];
+                }
+            }
+            for (int g = 0; g < c / G; g++) {
+                for (int ch = 0; ch < d; ch++) {
+                    encodeGroup(transposed, ch * c + g * G, G, g * d + ch, levels);
+                    for (int i = 0; i < G; i++) {
+                        int t = g * G + i;
+                        codes[ch * stride + slot[t]] |= (byte) (groupCodes[i] << shift[t]);
+                    }
+                }
+            }
+            return c / G * d;
+        }
         for (int g = 0; g < c / G; g++) {
             for (int ch = 0; ch < d; ch++) {
                 float min = Float.POSITIVE_INFINITY;
@@ -126,7 +177,7 @@ final class ChunkEncoder {
                 float m = Float.float16ToFloat(mins[p]);
                 float s = Float.float16ToFloat(scales[p]);
                 for (int t = g * G; t < g * G + G; t++) {
-                    put(bits, stride, ch, t, code(block[t * d + ch], m, s, levels));
+                    codes[ch * stride + slot[t]] |= (byte) (code(block[t * d + ch], m, s, levels) << shift[t]);
                 }
             }
         }
@@ -138,6 +189,19 @@ final class ChunkEncoder {
         int levels = (1 << bits) - 1;
         int stride = c * bits / 8;
         Arrays.fill(codes, 0, d * stride, (byte) 0);
+        if (simd) {
+            for (int t = 0; t < c; t++) {
+                for (int g = 0; g < ng; g++) {
+                    int lo = g * G;
+                    int n = Math.min(d, lo + G) - lo;
+                    encodeGroup(block, t * d + lo, n, g * c + t, levels);
+                    for (int i = 0; i < n; i++) {
+                        codes[(lo + i) * stride + slot[t]] |= (byte) (groupCodes[i] << shift[t]);
+                    }
+                }
+            }
+            return ng * c;
+        }
         for (int t = 0; t < c; t++) {
             for (int g = 0; g < ng; g++) {
                 int lo = g * G;
@@ -153,11 +217,55 @@ final class ChunkEncoder {
                 float m = Float.float16ToFloat(mins[p]);
                 float s = Float.float16ToFloat(scales[p]);
                 for (int i = lo; i < hi; i++) {
-                    put(bits, stride, i, t, code(block[t * d + i], m, s, levels));
+                    codes[i * stride + slot[t]] |= (byte) (code(block[t * d + i], m, s, levels) << shift[t]);
                 }
             }
         }
         return ng * c;
+    }
+
+    /**
+     * One group of {@code n} contiguous floats {@code x[at ..]}: its min and scale into parameter
+     * {@code p}, its codes into {@code groupCodes[0 .. n)}. The same numbers as the scalar path:
+     * minimum and maximum are exact in any order; a code is {@code Math.round((x − m) / s)} clamped
+     * to {@code [0, levels]}, computed as trunc(y) plus one if y − trunc(y) ≥ ½, which for y ≥ 0 is
+     * exactly round-half-up (and for y &lt; 0 clamps to 0 either way).
+     */
+    private void encodeGroup(float[] x, int at, int n, int p, int levels) {
+        int bound = Simd.F.loopBound(n);
+        FloatVector lo = FloatVector.broadcast(Simd.F, Float.POSITIVE_INFINITY);
+        FloatVector hi = FloatVector.broadcast(Simd.F, Float.NEGATIVE_INFINITY);
+        int i = 0;
+        for (; i < bound; i += Simd.FL) {
+            FloatVector v = FloatVector.fromArray(Simd.F, x, at + i);
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        float min = Simd.min(lo);
+        float max = Simd.max(hi);
+        for (; i < n; i++) {
+            min = Math.min(min, x[at + i]);
+            max = Math.max(max, x[at + i]);
+        }
+        setMinScale(p, min, max, levels);
+        float m = Float.float16ToFloat(mins[p]);
+        float s = Float.float16ToFloat(scales[p]);
+        if (!(s > 0)) {
+            Arrays.fill(groupCodes, 0, n, 0);
+            return;
+        }
+        i = 0;
+        for (; i < bound; i += Simd.FL) {
+            FloatVector y = FloatVector.fromArray(Simd.F, x, at + i).sub(m).div(s);
+            // Whole numbers below 2^24 stay exact as floats, so the rounding and clamping stay in
+            // the float species (a mask cast between species is not compiled to vector code).
+            FloatVector whole = (FloatVector) y.convert(VectorOperators.F2I, 0).convert(VectorOperators.I2F, 0);
+            FloatVector code = whole.add(1f, y.sub(whole).compare(VectorOperators.GE, 0.5f)).max(0f).min(levels);
+            ((IntVector) code.convert(VectorOperators.F2I, 0)).intoArray(groupCodes, i);
+        }
+        for (; i < n; i++) {
+            groupCodes[i] = code(x[at + i], m, s, levels);
+        }
     }
 
     /**
@@ -183,8 +291,4 @@ final class ChunkEncoder {
         return Math.max(0, Math.min(levels, Math.round((x - m) / s)));
     }
 
-    /** Channel-major packing: byte j of a channel holds tokens j + k·stride at bits k·b. */
-    private void put(int bits, int stride, int channel, int token, int code) {
-        codes[channel * stride + token % stride] |= (byte) (code << (token / stride * bits));
-    }
 }
