@@ -143,6 +143,8 @@ final class BenchWarmCommand implements Callable<Integer> {
             e.setSparse(sparse);
             results[r++] = run(e, cache, ids, "sparse, warm, read per step", warm, true, sparseLogits, null, summaries);
             int peak = cache.transientChunks().stats().peakNeeded();
+            double meanNeeded = cache.transientChunks().stats().meanNeeded();
+            out.printf("sparse: a layer needed %.1f parked chunks at once on average, %d at most (of %d parked)%n", meanNeeded, peak, full - 1);
             int kept = slots > 0 ? slots : peak;
             cache.useTransientChunks(new TransientChunks(g, full - 1, false));
             results[r++] = run(e, cache, ids, "sparse, warm, kept, " + (full - 1) + " slots", warm, false, sparseLogits, null, summaries);
@@ -164,6 +166,7 @@ final class BenchWarmCommand implements Callable<Integer> {
             json.put("blob_files", !noBlobFiles);
             json.put("block_cache_cleared_each_step", clearBlockCache);
             json.put("peak_parked_chunks_one_layer", peak);
+            json.put("mean_parked_chunks_one_layer", BenchStats.hundredths(meanNeeded));
             ArrayNode rows = json.putArray("variants");
             for (Result x : Arrays.copyOf(results, r)) {
                 out.printf("%-40s %9.2f %9.1f %8.2f %9.1f %12s %12s %12s %12s %6s%n", x.name, x.msWall, 1000 / x.msWall, x.msCpu,

@@ -5,20 +5,19 @@ import io.kvstash.engine.kv.ChunkUnavailableException;
 import io.kvstash.engine.kv.KvCache;
 import io.kvstash.engine.kv.KvChunk;
 import io.kvstash.engine.kv.KvGeometry;
+import io.kvstash.persistence.ChunkCodec;
 import io.kvstash.persistence.ChunkHeader;
 import io.kvstash.persistence.ModelFingerprint;
 import io.kvstash.persistence.NewChunk;
 import io.kvstash.persistence.WarmStore;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Optional;
 
 /**
  * Reads parked chunks back from the warm tier: the key a chunk is parked under is its
- * {@link ChunkKey}; a fetch of several chunks is one RocksDB MultiGet, each value checked by
- * {@code ChunkCodec} (CRC, model, format, token count) and its payload copied into the transient
+ * {@link ChunkKey}; each value is read into a reused buffer ({@link WarmStore#readChunk}), checked by
+ * {@link ChunkCodec} (CRC, model, format, token count) and its payload copied into the transient
  * slot, as {@code SessionStore} restores chunks, but never registered in the hot tier. A chunk the
  * warm tier does not have, or that fails its checks, is a {@link ChunkUnavailableException}.
  */
@@ -26,11 +25,14 @@ public final class WarmChunkFetcher implements ChunkFetcher {
     private final WarmStore warm;
     private final ChunkHeader header;
     private final long chunkBytes;
+    // A value read buffer per thread (the forward pass's and the prefetch thread): reading allocates no chunk-sized arrays.
+    private final ThreadLocal<byte[]> buffer;
 
     public WarmChunkFetcher(WarmStore warm, KvGeometry geometry, io.kvstash.engine.model.ModelFingerprint model) {
         this.warm = warm;
         this.header = new ChunkHeader((byte) geometry.format().ordinal(), geometry.chunkTokens(), ModelFingerprint.of(model.bytes()));
         this.chunkBytes = geometry.chunkBytes();
+        this.buffer = ThreadLocal.withInitial(() -> new byte[Math.toIntExact(ChunkCodec.PREFIX_BYTES + chunkBytes)]);
     }
 
     /** The header chunks of this geometry and model are stored under (as {@code SessionStore} writes them). */
@@ -52,22 +54,18 @@ public final class WarmChunkFetcher implements ChunkFetcher {
 
     @Override
     public void fetch(Object[] keys, MemorySegment[] into, int from, int to) {
-        List<byte[]> wanted = new ArrayList<>(to - from);
+        byte[] value = buffer.get();
         for (int i = from; i < to; i++) {
-            wanted.add(((ChunkKey) keys[i]).bytes());
-        }
-        List<Optional<byte[]>> got = warm.getChunks(wanted, header);
-        for (int i = from; i < to; i++) {
-            Optional<byte[]> payload = got.get(i - from);
-            if (payload.isEmpty()) {
-                throw new ChunkUnavailableException("parked chunk " + keys[i] + " is not in the warm tier (missing or failed its checks)");
+            ChunkKey key = (ChunkKey) keys[i];
+            int n = warm.readChunk(key.bytes(), header, value);
+            if (n < 0) {
+                throw new ChunkUnavailableException("parked chunk " + key + " is not in the warm tier (missing or failed its checks)");
             }
-            byte[] p = payload.get();
-            if (p.length != chunkBytes || into[i].byteSize() != chunkBytes) {
-                throw new ChunkUnavailableException("parked chunk " + keys[i] + " has " + p.length + " bytes in the warm tier, a chunk here has "
+            if (n != chunkBytes || into[i].byteSize() != chunkBytes) {
+                throw new ChunkUnavailableException("parked chunk " + key + " has " + n + " bytes in the warm tier, a chunk here has "
                         + chunkBytes);
             }
-            MemorySegment.copy(p, 0, into[i], ValueLayout.JAVA_BYTE, 0, p.length);
+            MemorySegment.copy(value, ChunkCodec.PREFIX_BYTES, into[i], ValueLayout.JAVA_BYTE, 0, n);
         }
     }
 }

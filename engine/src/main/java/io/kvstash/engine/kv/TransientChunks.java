@@ -22,7 +22,12 @@ import java.util.concurrent.Semaphore;
  */
 public final class TransientChunks implements AutoCloseable {
     /** Counters since creation. */
-    public record Stats(int capacity, long binds, long hits, long fetched, long prefetched, long prefetchHits, int peakNeeded) {}
+    public record Stats(int capacity, long binds, long hits, long fetched, long prefetched, long prefetchHits, long needed, int peakNeeded) {
+        /** Parked chunks a layer needed with a body, on average over the binds. */
+        public double meanNeeded() {
+            return binds == 0 ? 0 : (double) needed / binds;
+        }
+    }
 
     private final ChunkLayout layout;
     private final int capacity;
@@ -43,6 +48,7 @@ public final class TransientChunks implements AutoCloseable {
     private long fetched;
     private long prefetched;
     private long prefetchHits;
+    private long neededTotal;
     private int peakNeeded;
 
     // Prefetch: one thread, handed one request at a time.
@@ -114,7 +120,7 @@ public final class TransientChunks implements AutoCloseable {
     }
 
     public Stats stats() {
-        return new Stats(capacity, binds, hits, fetched, prefetched, prefetchHits, peakNeeded);
+        return new Stats(capacity, binds, hits, fetched, prefetched, prefetchHits, neededTotal, peakNeeded);
     }
 
     /**
@@ -151,6 +157,7 @@ public final class TransientChunks implements AutoCloseable {
             }
         }
         peakNeeded = Math.max(peakNeeded, needed);
+        neededTotal += needed;
         if (needed > capacity) {
             Arrays.fill(batch, 0, missing, null);
             throw new IllegalStateException("layer " + layer + " needs " + needed + " parked chunks at once, but there are "
