@@ -36,9 +36,10 @@ import picocli.CommandLine.Spec;
                 + " summary stays, its body goes back to the store, and decode reads it into transient slots (TransientChunks),"
                 + " never into the hot tier.",
                 "Variants: dense/sparse hot; dense warm (every chunk read once per step, reused across layers); sparse warm, read"
-                        + " per step (each step reads the union of its layers' picks); sparse warm kept (slots keep chunks across"
-                        + " steps, least recently used out) with and without prefetch (the next layer's picks of the previous"
-                        + " step, on a background thread).",
+                        + " per step (each step reads the union of its layers' picks); both also with prefetch (while a layer"
+                        + " attends, the chunks the next layer needed in the previous step are read on a background thread); sparse warm kept (slots keep chunks across"
+                        + " steps, least recently used out) with and without prefetch. reads/step: chunks read"
+                        + " synchronously before a layer's attention; prefetch/step: chunks read by the prefetch thread.",
                 "ms/token: wall time of one decode step; cpu ms: process CPU time per step (all threads: compute, RocksDB,"
                         + " prefetch); the machine may be shared, so wall time is noisy. hot bytes: chunks resident in the store (sink,"
                         + " tail; every chunk for hot variants) + key summaries (sparse or parked) + transient slots."
@@ -75,7 +76,7 @@ final class BenchWarmCommand implements Callable<Integer> {
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
-    private record Result(String name, double msWall, double msCpu, double chunksRead, long residentBytes, long summaryBytes,
+    private record Result(String name, double msWall, double msCpu, double chunksRead, double chunksPrefetched, long residentBytes, long summaryBytes,
                           long transientBytes, String sameLogits) {
         long hotBytes() {
             return residentBytes + summaryBytes + transientBytes;
@@ -121,7 +122,7 @@ final class BenchWarmCommand implements Callable<Integer> {
 
             float[][] denseLogits = new float[steps][vocab];
             float[][] sparseLogits = new float[steps][vocab];
-            Result[] results = new Result[7];
+            Result[] results = new Result[9];
             int r = 0;
             e.setSparse(SparseAttention.OFF);
             results[r++] = run(e, cache, ids, "dense, hot", null, false, null, null, 0);
@@ -140,7 +141,12 @@ final class BenchWarmCommand implements Callable<Integer> {
 
             e.setSparse(SparseAttention.OFF);
             results[r++] = run(e, cache, ids, "dense, warm, read per step", warm, true, denseLogits, null, summaries);
+            cache.useTransientChunks(new TransientChunks(g, full - 1, true));
+            results[r++] = run(e, cache, ids, "dense, warm, read per step, prefetch", warm, true, denseLogits, null, summaries);
             e.setSparse(sparse);
+            cache.useTransientChunks(new TransientChunks(g, full - 1, true));
+            results[r++] = run(e, cache, ids, "sparse, warm, read per step, prefetch", warm, true, sparseLogits, null, summaries);
+            cache.useTransientChunks(new TransientChunks(g, full - 1, false));
             results[r++] = run(e, cache, ids, "sparse, warm, read per step", warm, true, sparseLogits, null, summaries);
             int peak = cache.transientChunks().stats().peakNeeded();
             double meanNeeded = cache.transientChunks().stats().meanNeeded();
@@ -155,7 +161,8 @@ final class BenchWarmCommand implements Callable<Integer> {
             cache.useTransientChunks(new TransientChunks(g, kept, true));
             results[r++] = run(e, cache, ids, "sparse, warm, kept, " + kept + " slots, prefetch", warm, false, sparseLogits, null, summaries);
 
-            out.printf("%-40s %9s %9s %8s %9s %12s %12s %12s %12s %6s%n", "variant", "ms/token", "tokens/s", "cpu ms", "reads/step",
+            out.printf("%-40s %9s %9s %8s %9s %9s %12s %12s %12s %12s %6s%n", "variant", "ms/token", "tokens/s", "cpu ms", "reads/step",
+                    "prefetch/step",
                     "resident", "summaries", "transient", "hot total", "same");
             ObjectNode json = new ObjectMapper().createObjectNode();
             json.put("model", engine.model.getFileName().toString());
@@ -169,14 +176,15 @@ final class BenchWarmCommand implements Callable<Integer> {
             json.put("mean_parked_chunks_one_layer", BenchStats.hundredths(meanNeeded));
             ArrayNode rows = json.putArray("variants");
             for (Result x : Arrays.copyOf(results, r)) {
-                out.printf("%-40s %9.2f %9.1f %8.2f %9.1f %12s %12s %12s %12s %6s%n", x.name, x.msWall, 1000 / x.msWall, x.msCpu,
-                        x.chunksRead, mib(x.residentBytes), mib(x.summaryBytes), mib(x.transientBytes), mib(x.hotBytes()), x.sameLogits);
+                out.printf("%-40s %9.2f %9.1f %8.2f %9.1f %9.1f %12s %12s %12s %12s %6s%n", x.name, x.msWall, 1000 / x.msWall, x.msCpu,
+                        x.chunksRead, x.chunksPrefetched, mib(x.residentBytes), mib(x.summaryBytes), mib(x.transientBytes), mib(x.hotBytes()), x.sameLogits);
                 ObjectNode row = rows.addObject();
                 row.put("variant", x.name);
                 row.put("ms_per_token", BenchStats.hundredths(x.msWall));
                 row.put("tokens_per_s", BenchStats.hundredths(1000 / x.msWall));
                 row.put("cpu_ms_per_token", BenchStats.hundredths(x.msCpu));
                 row.put("chunks_read_per_step", BenchStats.hundredths(x.chunksRead));
+                row.put("chunks_prefetched_per_step", BenchStats.hundredths(x.chunksPrefetched));
                 row.put("resident_bytes", x.residentBytes);
                 row.put("summary_bytes", x.summaryBytes);
                 row.put("transient_bytes", x.transientBytes);
@@ -202,6 +210,7 @@ final class BenchWarmCommand implements Callable<Integer> {
         double[] wall = new double[steps];
         long cpu = 0;
         long readsBefore = 0;
+        long prefetchedBefore = 0;
         boolean same = true;
         long transientInUse = 0;
         for (int i = 0; i < warmup + steps; i++) {
@@ -213,6 +222,7 @@ final class BenchWarmCommand implements Callable<Integer> {
             }
             if (i == warmup && slots != null) {
                 readsBefore = slots.stats().fetched();
+                prefetchedBefore = slots.stats().prefetched();
             }
             long c0 = os.getProcessCpuTime();
             long t0 = System.nanoTime();
@@ -236,10 +246,11 @@ final class BenchWarmCommand implements Callable<Integer> {
         }
         long resident = e.kvStore().bytesInUse();
         double reads = slots == null ? 0 : (double) (slots.stats().fetched() - readsBefore) / steps;
+        double prefetched = slots == null ? 0 : (double) (slots.stats().prefetched() - prefetchedBefore) / steps;
         if (cache.truncate(tokens) != tokens) {
             throw new IllegalStateException("could not rewind to " + tokens);
         }
-        return new Result(name, BenchStats.median(wall), cpu / 1e6 / steps, reads, resident, summaryBytes,
+        return new Result(name, BenchStats.median(wall), cpu / 1e6 / steps, reads, prefetched, resident, summaryBytes,
                 slots == null ? 0 : Math.max(transientInUse, 0), expect == null ? "-" : same ? "yes" : "NO");
     }
 

@@ -380,7 +380,8 @@ public final class ForwardPass {
                     count = upTo;
                 }
                 boolean dense = true;
-                if (tokenDecode[u] && stepSparse.engages(l, positions)) {
+                // The probe compares with dense attention over every chunk: then every chunk needs a body.
+                if (tokenDecode[u] && stepSparse.engages(l, positions) && probe == null) {
                     dense = false;
                     for (int kvHead = 0; kvHead < c.kvHeads() && !dense; kvHead++) {
                         if (ChunkSelection.select(cache, l, kvHead, q, u * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
