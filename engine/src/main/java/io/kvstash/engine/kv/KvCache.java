@@ -231,6 +231,12 @@ public final class KvCache implements AutoCloseable {
      * {@link #park}. The cache owns it from now on and closes it (and any earlier one) with itself.
      */
     public void useTransientChunks(TransientChunks t) {
+        if (t == null && parked > 0) {
+            throw new IllegalStateException("a cache with " + parked + " parked chunks needs transient chunks to read them into");
+        }
+        if (t != null && !t.layout().geometry().equals(store.geometry())) {
+            throw new IllegalArgumentException("transient chunks of another geometry than " + store.geometry());
+        }
         if (transientChunks != null && transientChunks != t) {
             for (KvChunk c : chunks) {
                 if (c.parked()) {

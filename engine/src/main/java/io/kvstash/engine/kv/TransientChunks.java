@@ -99,6 +99,10 @@ public final class TransientChunks implements AutoCloseable {
         }
     }
 
+    ChunkLayout layout() {
+        return layout;
+    }
+
     public int capacity() {
         return capacity;
     }

@@ -185,6 +185,11 @@ class ParkedChunksTest {
                         () -> pass.forward(cache, tokens, 2 * CHUNK, 1, 1, null));
                 assertTrue(e.getMessage().contains("gone"), e.getMessage());
                 assertThrows(IllegalStateException.class, () -> cache.shift(1, 1, null));
+                assertThrows(IllegalStateException.class, () -> cache.useTransientChunks(null), "parked chunks need somewhere to be read into");
+                KvGeometry other = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, KvFormat.F16);
+                try (TransientChunks wrong = new TransientChunks(other, 2, false)) {
+                    assertThrows(IllegalArgumentException.class, () -> cache.useTransientChunks(wrong));
+                }
             }
             assertEquals(0, tier.fetched.get());
         }
