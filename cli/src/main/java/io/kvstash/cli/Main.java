@@ -12,7 +12,7 @@ import picocli.CommandLine.Command;
         description = "LLM chat sessions on CPU with a tiered, quantized, persistent KV cache.",
         footer = {"", "The HTTP service starts with ./kvstash serve [--model FILE] [--port N] [--data DIR] [--KEY=VALUE ...]"
                 + " (./kvstash serve --help)."},
-        subcommands = {GenerateCommand.class, TokenizeCommand.class, PerplexityCommand.class, SparseFidelityCommand.class, BenchCommand.class,
+        subcommands = {GenerateCommand.class, TokenizeCommand.class, PerplexityCommand.class, SparseFidelityCommand.class, BenchCommand.class, BenchWarmCommand.class,
                 BenchResumeCommand.class, BenchServeCommand.class, BenchShiftCommand.class, ConvertLlama2cCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {

@@ -73,45 +73,80 @@ public final class ChunkCodec {
     public static Decoded decode(byte[] value, ChunkHeader expected) {
         Objects.requireNonNull(value, "stored value");
         Objects.requireNonNull(expected, "expected chunk header");
-        if (value.length < PREFIX_BYTES) {
-            return new Rejected(ChunkDefect.TRUNCATED, value.length + " bytes, shorter than the " + PREFIX_BYTES + "-byte header");
+        Rejected rejected = check(i -> value[(int) i], value.length, expected, declared -> checksum(value, declared));
+        return rejected != null ? rejected : new Valid(Arrays.copyOfRange(value, PREFIX_BYTES, value.length));
+    }
+
+    /**
+     * {@link #decode} of the first {@code length} bytes of {@code value} (a reused read buffer),
+     * without copying: null when they are intact and the expected chunk (the payload then starts at
+     * {@link #PREFIX_BYTES}), else what is wrong with them.
+     */
+    public static Rejected verify(byte[] value, int length, ChunkHeader expected) {
+        Objects.requireNonNull(value, "stored value");
+        Objects.requireNonNull(expected, "expected chunk header");
+        if (length < 0 || length > value.length) {
+            throw new IllegalArgumentException("length " + length + " outside a buffer of " + value.length + " bytes");
         }
-        int magic = readInt(value, 0);
+        return check(i -> value[(int) i], length, expected, declared -> checksum(value, declared));
+    }
+
+    private interface ByteAt {
+        byte at(long index);
+    }
+
+    private interface PayloadChecksum {
+        int of(int payloadLength);
+    }
+
+    private static Rejected check(ByteAt b, long length, ChunkHeader expected, PayloadChecksum crc) {
+        if (length < PREFIX_BYTES) {
+            return new Rejected(ChunkDefect.TRUNCATED, length + " bytes, shorter than the " + PREFIX_BYTES + "-byte header");
+        }
+        int magic = readInt(b, 0);
         if (magic != MAGIC) {
             return new Rejected(ChunkDefect.BAD_MAGIC, String.format("magic 0x%08x", magic));
         }
-        if (value[4] != VERSION) {
-            return new Rejected(ChunkDefect.UNKNOWN_VERSION, "encoding version " + (value[4] & 0xFF));
+        if (b.at(4) != VERSION) {
+            return new Rejected(ChunkDefect.UNKNOWN_VERSION, "encoding version " + (b.at(4) & 0xFF));
         }
-        if (value[6] != 0 || value[7] != 0) {
-            return new Rejected(ChunkDefect.RESERVED_BITS_SET, String.format("reserved bytes 0x%02x%02x", value[6], value[7]));
+        if (b.at(6) != 0 || b.at(7) != 0) {
+            return new Rejected(ChunkDefect.RESERVED_BITS_SET, String.format("reserved bytes 0x%02x%02x", b.at(6), b.at(7)));
         }
-        int declared = readInt(value, 28);
-        long actual = (long) value.length - PREFIX_BYTES;
+        int declared = readInt(b, 28);
+        long actual = length - PREFIX_BYTES;
         if (declared < 0 || declared > actual) {
             return new Rejected(ChunkDefect.TRUNCATED, "payload length " + declared + ", " + actual + " bytes present");
         }
         if (declared < actual) {
             return new Rejected(ChunkDefect.TRAILING_BYTES, "payload length " + declared + ", " + actual + " bytes present");
         }
-        int stored = readInt(value, HEADER_BYTES);
-        int computed = checksum(value, declared);
+        int stored = readInt(b, HEADER_BYTES);
+        int computed = crc.of(declared);
         if (stored != computed) {
             return new Rejected(ChunkDefect.CHECKSUM_MISMATCH, String.format("CRC32C stored 0x%08x, computed 0x%08x", stored, computed));
         }
         // Identity is checked only on an intact value, so a mismatch here is a real mismatch.
-        ModelFingerprint model = new ModelFingerprint(ModelFingerprint.readLong(value, 12), ModelFingerprint.readLong(value, 20));
+        ModelFingerprint model = new ModelFingerprint(readLong(b, 12), readLong(b, 20));
         if (!model.equals(expected.modelFingerprint())) {
             return new Rejected(ChunkDefect.MODEL_MISMATCH, "model " + model + ", expected " + expected.modelFingerprint());
         }
-        if (value[5] != expected.kvFormat()) {
-            return new Rejected(ChunkDefect.FORMAT_MISMATCH, "KV format code " + (value[5] & 0xFF) + ", expected " + (expected.kvFormat() & 0xFF));
+        if (b.at(5) != expected.kvFormat()) {
+            return new Rejected(ChunkDefect.FORMAT_MISMATCH, "KV format code " + (b.at(5) & 0xFF) + ", expected " + (expected.kvFormat() & 0xFF));
         }
-        int tokens = readInt(value, 8);
+        int tokens = readInt(b, 8);
         if (tokens != expected.tokenCount()) {
             return new Rejected(ChunkDefect.TOKEN_COUNT_MISMATCH, tokens + " tokens, expected " + expected.tokenCount());
         }
-        return new Valid(Arrays.copyOfRange(value, PREFIX_BYTES, value.length));
+        return null;
+    }
+
+    private static int readInt(ByteAt b, long at) {
+        return (b.at(at) & 0xFF) << 24 | (b.at(at + 1) & 0xFF) << 16 | (b.at(at + 2) & 0xFF) << 8 | (b.at(at + 3) & 0xFF);
+    }
+
+    private static long readLong(ByteAt b, long at) {
+        return (long) readInt(b, at) << 32 | (readInt(b, at + 4) & 0xFFFFFFFFL);
     }
 
     private static int checksum(byte[] value, int payloadLength) {
@@ -119,10 +154,6 @@ public final class ChunkCodec {
         crc.update(value, 0, HEADER_BYTES);
         crc.update(value, PREFIX_BYTES, payloadLength);
         return (int) crc.getValue();
-    }
-
-    private static int readInt(byte[] b, int at) {
-        return (b[at] & 0xFF) << 24 | (b[at + 1] & 0xFF) << 16 | (b[at + 2] & 0xFF) << 8 | (b[at + 3] & 0xFF);
     }
 
     private static void writeInt(byte[] b, int at, int v) {

@@ -119,6 +119,33 @@ public final class WarmStore implements AutoCloseable {
     }
 
     /**
+     * {@link #getChunk} into a buffer of the caller's, for reads on a hot path (parked chunks read per
+     * decode step): the value under {@code key} is read into {@code value} and checked as
+     * {@code getChunk} checks it, nothing is allocated for its bytes. Returns the payload's length (it
+     * starts at {@link ChunkCodec#PREFIX_BYTES} in {@code value}), or -1 when the chunk is absent,
+     * rejected, or longer than {@code value}.
+     */
+    public int readChunk(byte[] key, ChunkHeader expected, byte[] value) {
+        Keys.require(key, "chunk key");
+        Objects.requireNonNull(expected, "expected chunk header");
+        Objects.requireNonNull(value, "value buffer");
+        int size = call("readChunk", db -> db.db.get(db.chunks, db.readOptions, key, value));
+        if (size == RocksDB.NOT_FOUND) {
+            return -1;
+        }
+        ChunkCodec.Rejected rejected = size > value.length
+                ? new ChunkCodec.Rejected(ChunkDefect.TRAILING_BYTES, size + " bytes stored, the buffer holds " + value.length)
+                : ChunkCodec.verify(value, size, expected);
+        if (rejected != null) {
+            rejectedChunkReads.increment();
+            LOG.log(System.Logger.Level.WARNING, "warm store {0}: chunk {1} rejected, treated as missing: {2} ({3})",
+                    path(), Keys.hex(key), rejected.defect(), rejected.detail());
+            return -1;
+        }
+        return size - ChunkCodec.PREFIX_BYTES;
+    }
+
+    /**
      * Whether a value is stored under {@code key}, without reading it out or checking it: a chunk
      * that a later read rejects still exists here. A caller that saw a rejection should write the
      * chunk again rather than trust this.

@@ -58,6 +58,26 @@ class ChunkCodecTest {
     }
 
     @Test
+    void shouldVerifyInPlaceAsDecodeDoesWhenValueSitsInLargerBuffer() {
+        byte[] value = ChunkCodec.encode(HEADER, PAYLOAD);
+        byte[] buffer = new byte[value.length + 50];
+        Arrays.fill(buffer, (byte) 0x33);
+        System.arraycopy(value, 0, buffer, 0, value.length);
+        assertEquals(null, ChunkCodec.verify(buffer, value.length, HEADER), "intact, trailing buffer bytes ignored");
+        assertEquals(ChunkDefect.TRAILING_BYTES, ChunkCodec.verify(buffer, value.length + 1, HEADER).defect());
+        assertEquals(ChunkDefect.TRUNCATED, ChunkCodec.verify(buffer, value.length - 1, HEADER).defect());
+        ChunkHeader otherModel = new ChunkHeader(HEADER.kvFormat(), HEADER.tokenCount(), new ModelFingerprint(7, 7));
+        assertEquals(ChunkDefect.MODEL_MISMATCH, ChunkCodec.verify(buffer, value.length, otherModel).defect());
+        for (int i = 0; i < value.length; i += 7) {
+            byte[] damaged = buffer.clone();
+            damaged[i] ^= 0x01;
+            byte[] exact = Arrays.copyOf(damaged, value.length);
+            assertEquals(defectOf(exact, HEADER), ChunkCodec.verify(damaged, value.length, HEADER).defect(), "byte " + i);
+        }
+        assertThrows(IllegalArgumentException.class, () -> ChunkCodec.verify(value, value.length + 1, HEADER));
+    }
+
+    @Test
     void shouldRejectAsChecksumMismatchWhenPayloadOrCrcIsDamaged() {
         byte[] value = ChunkCodec.encode(HEADER, PAYLOAD);
         byte[] payloadHit = value.clone();

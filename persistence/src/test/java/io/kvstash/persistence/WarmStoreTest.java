@@ -172,6 +172,23 @@ class WarmStoreTest {
         }
     }
 
+    @Test
+    void shouldReadChunkIntoBufferWhenItFitsAndReportMissingOrTooLongOtherwise() {
+        try (WarmStore store = open()) {
+            NewChunk a = chunk("a");
+            store.putChunks(List.of(a));
+            int valueBytes = ChunkCodec.PREFIX_BYTES + a.payload().length;
+            byte[] buffer = new byte[valueBytes + 100];
+            java.util.Arrays.fill(buffer, (byte) 0x5A);
+            assertEquals(a.payload().length, store.readChunk(a.key(), HEADER, buffer));
+            assertArrayEquals(a.payload(), java.util.Arrays.copyOfRange(buffer, ChunkCodec.PREFIX_BYTES, valueBytes));
+            assertEquals(-1, store.readChunk(key("absent"), HEADER, buffer));
+            assertEquals(0, store.rejectedChunkReads(), "absent is not rejected");
+            assertEquals(-1, store.readChunk(a.key(), HEADER, new byte[valueBytes - 1]));
+            assertEquals(1, store.rejectedChunkReads(), "a value longer than the buffer is rejected, never returned cut");
+        }
+    }
+
     // ---- corruption ----
 
     @Test
@@ -200,6 +217,12 @@ class WarmStoreTest {
             ChunkHeader otherModel = new ChunkHeader(HEADER.kvFormat(), HEADER.tokenCount(), new ModelFingerprint(7, 7));
             assertTrue(store.getChunk(intact.key(), otherModel).isEmpty(), "a chunk of another model is not data");
             assertEquals(5, store.rejectedChunkReads());
+            byte[] buffer = new byte[ChunkCodec.PREFIX_BYTES + 64 * 1024];
+            assertEquals(-1, store.readChunk(flipped.key(), HEADER, buffer));
+            assertEquals(-1, store.readChunk(truncated.key(), HEADER, buffer));
+            assertEquals(-1, store.readChunk(intact.key(), otherModel, buffer));
+            assertEquals(8, store.rejectedChunkReads());
+            assertEquals(intact.payload().length, store.readChunk(intact.key(), HEADER, buffer));
             // Writing the chunk again repairs it.
             store.putChunks(List.of(flipped));
             assertChunk(store, flipped);

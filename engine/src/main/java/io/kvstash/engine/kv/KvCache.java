@@ -17,6 +17,8 @@ public final class KvCache implements AutoCloseable {
     private final int chunkTokens;
     private final List<KvChunk> chunks = new ArrayList<>();
     private int length;
+    private int parked;
+    private TransientChunks transientChunks; // bodies of parked chunks while steps need them; null until set
 
     public KvCache(KvStore store) {
         this.store = store;
@@ -79,10 +81,10 @@ public final class KvCache implements AutoCloseable {
         }
         int keep = (length + chunkTokens - 1) / chunkTokens;
         while (chunks.size() > keep) {
-            store.release(chunks.removeLast());
+            drop(chunks.removeLast());
         }
         if (length % chunkTokens != 0 && chunks.getLast().format() != KvFormat.F32) {
-            store.release(chunks.removeLast());
+            drop(chunks.removeLast());
             length = chunks.size() * chunkTokens;
         }
         this.length = length;
@@ -122,8 +124,9 @@ public final class KvCache implements AutoCloseable {
      * sequence, kept once), releasing the old one.
      */
     public void replaceFull(int index, KvChunk chunk) {
-        if (index < 0 || (long) (index + 1) * chunkTokens > length || chunk.format() != chunks.get(index).format()) {
-            throw new IllegalArgumentException("chunk " + index + " is not a full chunk of the same format");
+        if (index < 0 || (long) (index + 1) * chunkTokens > length || chunk.format() != chunks.get(index).format()
+                || chunks.get(index).parked() || chunk.parked()) {
+            throw new IllegalArgumentException("chunk " + index + " is not a resident full chunk of the same format");
         }
         KvChunk old = chunks.set(index, chunk);
         if (old != chunk) {
@@ -142,6 +145,9 @@ public final class KvCache implements AutoCloseable {
      * @throws IllegalArgumentException when the cache does not hold the kept and dropped chunks
      */
     public int shift(int keepChunks, int dropChunks, KeyRotation rotation) {
+        if (parked > 0) {
+            throw new IllegalStateException("cannot shift a cache with " + parked + " parked chunks");
+        }
         if (keepChunks < 0 || dropChunks < 1 || (long) (keepChunks + dropChunks) * chunkTokens > length) {
             throw new IllegalArgumentException("cannot keep " + keepChunks + " and drop " + dropChunks + " chunks of " + chunkTokens
                     + " positions from a cache of " + length + " positions");
@@ -209,21 +215,103 @@ public final class KvCache implements AutoCloseable {
         return fullChunks() * KvChunk.summaryBytes(store.geometry());
     }
 
-    /** Bytes of KV this sequence holds now (sealed chunks plus the tail). */
+    /** Bytes of KV this sequence holds resident in its store now (sealed chunks plus the tail; parked chunks not). */
     public long bytes() {
         long sum = 0;
         for (KvChunk c : chunks) {
-            sum += c.layout().chunkBytes();
+            if (!c.parked()) {
+                sum += c.layout().chunkBytes();
+            }
         }
         return sum;
+    }
+
+    /**
+     * Where parked chunks get their bodies while a step needs them; needed before the first
+     * {@link #park}. The cache owns it from now on and closes it (and any earlier one) with itself.
+     */
+    public void useTransientChunks(TransientChunks t) {
+        if (t == null && parked > 0) {
+            throw new IllegalStateException("a cache with " + parked + " parked chunks needs transient chunks to read them into");
+        }
+        if (t != null && !t.layout().geometry().equals(store.geometry())) {
+            throw new IllegalArgumentException("transient chunks of another geometry than " + store.geometry());
+        }
+        if (transientChunks != null && transientChunks != t) {
+            for (KvChunk c : chunks) {
+                if (c.parked()) {
+                    transientChunks.forget(c);
+                }
+            }
+            transientChunks.close();
+        }
+        transientChunks = t;
+    }
+
+    public TransientChunks transientChunks() {
+        return transientChunks;
+    }
+
+    /**
+     * Parks full chunk {@code index}: its body goes back to the store (for the hot tier: unpinned) and
+     * the cache keeps its key summary and a way to read the body back ({@code fetcher} with
+     * {@code key}, which must return exactly the bytes the chunk holds now, e.g. from the warm tier).
+     * Attention reads a parked chunk from a transient copy ({@link TransientChunks}), never promoting
+     * it back into the store. Chunks appended from elsewhere are summarised first.
+     */
+    public void park(int index, ChunkFetcher fetcher, Object key) {
+        java.util.Objects.requireNonNull(fetcher, "fetcher");
+        if (transientChunks == null) {
+            throw new IllegalStateException("a cache parks chunks only with transient chunks to read them into (useTransientChunks)");
+        }
+        if (index < 0 || index >= fullChunks()) {
+            throw new IllegalArgumentException("chunk " + index + " is not one of the " + fullChunks() + " full chunks");
+        }
+        KvChunk c = chunks.get(index);
+        if (c.parked()) {
+            throw new IllegalStateException("chunk " + index + " is parked already");
+        }
+        c.summarise();
+        chunks.set(index, c.parkedCopy(fetcher, key));
+        parked++;
+        store.release(c);
+    }
+
+    /** Full chunks whose bodies are parked. */
+    public int parkedChunks() {
+        return parked;
+    }
+
+    /**
+     * Gives every parked chunk {@code i < count} with {@code need[i]} a body for {@code layer}'s
+     * attention (see {@link TransientChunks#bind}); called by the forward pass before the layer's
+     * attention runs. A no-op without parked chunks.
+     */
+    public void bindParked(boolean[] need, int count, int layer) {
+        if (parked > 0) {
+            transientChunks.bind(chunks, Math.min(count, chunks.size()), need, layer);
+        }
+    }
+
+    private void drop(KvChunk c) {
+        if (c.parked()) {
+            transientChunks.forget(c);
+            parked--;
+        } else {
+            store.release(c);
+        }
     }
 
     @Override
     public void close() {
         for (KvChunk c : chunks) {
-            store.release(c);
+            drop(c);
         }
         chunks.clear();
         length = 0;
+        if (transientChunks != null) {
+            transientChunks.close();
+            transientChunks = null;
+        }
     }
 }

@@ -14,7 +14,12 @@ public final class KvChunk {
     private final ChunkLayout layout;
     private final KvGeometry geometry;
     private final KvFormat format;
-    private final MemorySegment data;
+    // The body; for a parked chunk null, or a transient copy while a step needs it (TransientChunks).
+    private MemorySegment data;
+    // Set on a parked chunk: its body went back to the store, these read it back.
+    private final ChunkFetcher fetcher;
+    private final Object fetchKey;
+    int transientSlot = -1; // TransientChunks' slot holding this parked chunk's body, or -1
     // (layer, kvHead, min|max, headDim) per-channel bounds of the keys as this chunk stores them;
     // allocated on the first summary and reused when the store hands the chunk out again.
     private float[] keyBounds;
@@ -28,6 +33,54 @@ public final class KvChunk {
         this.geometry = layout.geometry();
         this.format = layout.format();
         this.data = data;
+        this.fetcher = null;
+        this.fetchKey = null;
+    }
+
+    /** A parked copy of summarised full chunk {@code source}: its summary, no body (see {@link KvCache#park}). */
+    private KvChunk(KvChunk source, ChunkFetcher fetcher, Object fetchKey) {
+        this.layout = source.layout;
+        this.geometry = source.geometry;
+        this.format = source.format;
+        this.data = null;
+        this.fetcher = fetcher;
+        this.fetchKey = fetchKey;
+        // A copy: the source goes back to its store, which reuses its bounds array for other bytes.
+        this.keyBounds = source.keyBounds.clone();
+        this.summarised = true;
+    }
+
+    KvChunk parkedCopy(ChunkFetcher fetcher, Object fetchKey) {
+        if (!summarised) {
+            throw new IllegalStateException("only a summarised chunk can be parked");
+        }
+        return new KvChunk(this, fetcher, fetchKey);
+    }
+
+    /** Whether this chunk is parked: its summary is here, its body only in a tier (and transiently while a step needs it). */
+    public boolean parked() {
+        return fetcher != null;
+    }
+
+    /** Whether the body can be read now: always for a resident chunk, while attached for a parked one. */
+    public boolean hasBody() {
+        return data != null;
+    }
+
+    ChunkFetcher fetcher() {
+        return fetcher;
+    }
+
+    Object fetchKey() {
+        return fetchKey;
+    }
+
+    /** Gives a parked chunk a transient body (a copy of its bytes) or takes it away (null). */
+    void attachBody(MemorySegment body) {
+        if (fetcher == null) {
+            throw new IllegalStateException("only a parked chunk takes a transient body");
+        }
+        this.data = body;
     }
 
     public KvGeometry geometry() {
@@ -45,6 +98,9 @@ public final class KvChunk {
 
     /** The raw bytes, in the layout {@link ChunkLayout} documents. */
     public MemorySegment data() {
+        if (data == null) {
+            throw new IllegalStateException("parked chunk has no body attached");
+        }
         return data;
     }
 

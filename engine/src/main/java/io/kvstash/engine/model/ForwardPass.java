@@ -43,6 +43,8 @@ public final class ForwardPass {
     private volatile SparseAttention sparse = SparseAttention.OFF;
     private volatile SparseProbe probe;
     private SparseAttention stepSparse = SparseAttention.OFF; // the settings the current step started with
+    private boolean stepParked;         // some token of the current step belongs to a cache with parked chunks
+    private boolean[] parkedNeed = new boolean[0]; // (chunks) chunks some (token, head) of one cache attends over in a layer
     // Per-token bookkeeping of the current step: which sequence a token belongs to and its position.
     private final KvCache[] tokenCache; // (batch)
     private final int[] tokenPos;       // (batch)
@@ -213,6 +215,13 @@ public final class ForwardPass {
         ensureScoreCapacity(maxPositions);
         SparseAttention sp = sparse;
         stepSparse = sp;
+        stepParked = false;
+        for (int i = 0; i < n; i++) {
+            if (caches[i].parkedChunks() > 0) {
+                stepParked = true;
+                ensureSparseScratch(tokenPos[i] / caches[i].geometry().chunkTokens() + 1);
+            }
+        }
         for (int i = 0; i < n; i++) {
             boolean alone = true;
             for (int j = 0; j < n && alone; j++) {
@@ -266,6 +275,9 @@ public final class ForwardPass {
                 chunkPick[i] = new boolean[size];
             }
         }
+        if (parkedNeed.length < chunks) {
+            parkedNeed = new boolean[Math.max(chunks, parkedNeed.length * 2)];
+        }
     }
 
     private void ensureScoreCapacity(int positions) {
@@ -302,6 +314,9 @@ public final class ForwardPass {
                 KvChunk chunk = cache.chunk(pos / chunkTokens);
                 chunk.write(l, pos % chunkTokens, k, t * c.kvDim(), v, t * c.kvDim());
             }
+            if (stepParked) {
+                bindParked(l, n);
+            }
             attentionTask.run(l, n);
             matTask.run1(att, n, layer.wo(), xb2);
             addBias(layer.oBias(), xb2, n);
@@ -329,6 +344,61 @@ public final class ForwardPass {
                     VectorMath.add(outputBias, 0, logits, logitsOffset + r * c.vocabularySize(), c.vocabularySize());
                 }
             }
+        }
+    }
+
+    /**
+     * Gives the parked chunks that layer {@code l}'s attention will read a transient body: per cache
+     * with parked chunks, the union over its tokens and KV heads of the chunks sparse decode picks
+     * (the same choice the attention task then makes again from the same queries), or every chunk
+     * up to the token's position where it attends densely.
+     */
+    private void bindParked(int l, int n) {
+        int hd = c.headDim();
+        for (int t = 0; t < n; t++) {
+            KvCache cache = tokenCache[t];
+            if (cache.parkedChunks() == 0) {
+                continue;
+            }
+            boolean first = true;
+            for (int j = 0; j < t && first; j++) {
+                first = tokenCache[j] != cache;
+            }
+            if (!first) {
+                continue; // bound with this cache's first token of the step
+            }
+            int chunkTokens = cache.geometry().chunkTokens();
+            int count = 0;
+            for (int u = t; u < n; u++) {
+                if (tokenCache[u] != cache) {
+                    continue;
+                }
+                int positions = tokenPos[u] + 1;
+                int upTo = (positions - 1) / chunkTokens + 1;
+                if (upTo > count) {
+                    Arrays.fill(parkedNeed, count, upTo, false);
+                    count = upTo;
+                }
+                boolean dense = true;
+                // The probe compares with dense attention over every chunk: then every chunk needs a body.
+                if (tokenDecode[u] && stepSparse.engages(l, positions) && probe == null) {
+                    dense = false;
+                    for (int kvHead = 0; kvHead < c.kvHeads() && !dense; kvHead++) {
+                        if (ChunkSelection.select(cache, l, kvHead, q, u * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
+                                positions, stepSparse.budgetTokens(), chunkBound[0], chunkPick[0])) {
+                            for (int ch = 0; ch < upTo; ch++) {
+                                parkedNeed[ch] |= chunkPick[0][ch];
+                            }
+                        } else {
+                            dense = true;
+                        }
+                    }
+                }
+                if (dense) {
+                    Arrays.fill(parkedNeed, 0, upTo, true);
+                }
+            }
+            cache.bindParked(parkedNeed, count, l);
         }
     }
 

@@ -1,0 +1,197 @@
+package io.kvstash.engine.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.kvstash.engine.gguf.GgufFile;
+import io.kvstash.engine.gguf.TinyModels;
+import io.kvstash.engine.kernel.ComputePool;
+import io.kvstash.engine.kv.ChunkFetcher;
+import io.kvstash.engine.kv.ChunkUnavailableException;
+import io.kvstash.engine.kv.KvCache;
+import io.kvstash.engine.kv.KvChunk;
+import io.kvstash.engine.kv.KvFormat;
+import io.kvstash.engine.kv.KvGeometry;
+import io.kvstash.engine.kv.SlabKvStore;
+import io.kvstash.engine.kv.TransientChunks;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * Decode over a cache whose chunks are parked (bodies back in the store, read back through a
+ * {@link ChunkFetcher} into transient slots) gives the same logits bit for bit as over the same
+ * cache with every chunk resident, dense and sparse, with slots too few to keep every chunk, with
+ * and without prefetch, on every KV format; parking frees the store's memory.
+ */
+class ParkedChunksTest {
+    static final int CHUNK = 64; // KIVI2 needs chunks of a multiple of 64 tokens
+    static final int PREFILL = 600; // 9 full chunks and a tail; decoding seals chunk 9
+    static final int DECODE = 48;
+    static final SparseAttention SPARSE = new SparseAttention(true, 4 * CHUNK, 0, 0);
+
+    @TempDir
+    static Path dir;
+    private static ComputePool pool;
+    private static Path tiny;
+
+    @BeforeAll
+    static void setUp() {
+        pool = new ComputePool(2);
+        tiny = TinyModels.write(dir.resolve("tiny.gguf"),
+                TinyModels.Spec.builder().heads(4).kvHeads(2).layers(3).contextLength(256).seed(33).build());
+    }
+
+    @AfterAll
+    static void tearDown() {
+        pool.close();
+    }
+
+    /** Chunk bodies kept on the heap, as a warm tier would hold them. */
+    static final class HeapTier implements ChunkFetcher {
+        final Map<Object, byte[]> bodies = new ConcurrentHashMap<>();
+        final AtomicInteger fetched = new AtomicInteger();
+
+        void put(Object key, KvChunk chunk) {
+            bodies.put(key, chunk.data().toArray(ValueLayout.JAVA_BYTE));
+        }
+
+        @Override
+        public void fetch(Object[] keys, MemorySegment[] into, int from, int to) {
+            for (int i = from; i < to; i++) {
+                byte[] b = bodies.get(keys[i]);
+                if (b == null) {
+                    throw new ChunkUnavailableException("no chunk " + keys[i]);
+                }
+                MemorySegment.copy(b, 0, into[i], ValueLayout.JAVA_BYTE, 0, b.length);
+                fetched.incrementAndGet();
+            }
+        }
+    }
+
+    /**
+     * Logits of the {@code DECODE} tokens decoded one at a time after the prefill; with {@code slots > 0}
+     * every full chunk but the sink is parked after the prefill and as soon as it is sealed.
+     */
+    static float[] decode(LlamaModel model, KvFormat format, SparseAttention sparse, int slots, boolean prefetch, HeapTier tier) {
+        ModelConfig c = model.config();
+        int vocab = c.vocabularySize();
+        int[] tokens = ForwardPassReferenceTest.randomTokens(vocab, PREFILL + DECODE, 9);
+        float[] out = new float[DECODE * vocab];
+        ForwardPass pass = new ForwardPass(model, pool, 64);
+        pass.setSparse(sparse);
+        KvGeometry g = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, format);
+        try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = new KvCache(store)) {
+            pass.forward(cache, tokens, 0, PREFILL, PREFILL, null);
+            if (slots > 0) {
+                cache.useTransientChunks(new TransientChunks(g, slots, prefetch));
+                long before = store.bytesInUse();
+                parkNew(cache, tier);
+                assertEquals(before - (long) (cache.fullChunks() - 1) * g.chunkBytes(), store.bytesInUse(), "parked bodies go back to the store");
+                assertEquals(cache.fullChunks() - 1, cache.parkedChunks());
+            }
+            float[] row = new float[vocab];
+            for (int i = 0; i < DECODE; i++) {
+                pass.forward(cache, tokens, PREFILL + i, 1, 0, row);
+                System.arraycopy(row, 0, out, i * vocab, vocab);
+                if (slots > 0) {
+                    parkNew(cache, tier);
+                }
+            }
+            if (slots > 0) {
+                assertEquals(cache.fullChunks() - 1, cache.parkedChunks());
+                assertTrue(cache.transientChunks().stats().fetched() > 0);
+            }
+        }
+        return out;
+    }
+
+    private static void parkNew(KvCache cache, HeapTier tier) {
+        for (int ch = 1; ch < cache.fullChunks(); ch++) {
+            if (!cache.chunk(ch).parked()) {
+                tier.put(ch, cache.chunk(ch));
+                cache.park(ch, tier, ch);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(KvFormat.class)
+    void shouldDecodeBitForBitWhenChunksAreParked(KvFormat format) {
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            float[] sparse = decode(model, format, SPARSE, 0, false, null);
+            // Sparse: a layer needs at most 3 chosen chunks per KV head (sink and tail stay resident): 6 slots.
+            for (int slots : new int[] {6, 9}) {
+                for (boolean prefetch : new boolean[] {false, true}) {
+                    HeapTier tier = new HeapTier();
+                    assertArrayEquals(sparse, decode(model, format, SPARSE, slots, prefetch, tier),
+                            format + " sparse, " + slots + " slots, prefetch " + prefetch);
+                    // 9 chunks get parked: more reads than that means slots were reused for other chunks.
+                    assertTrue(slots == 9 || tier.fetched.get() > 9, "reads with " + slots + " slots: " + tier.fetched.get());
+                }
+            }
+            float[] dense = decode(model, format, SparseAttention.OFF, 0, false, null);
+            assertFalse(java.util.Arrays.equals(dense, sparse), "the sparse budget must change decode, or this test proves nothing");
+            assertArrayEquals(dense, decode(model, format, SparseAttention.OFF, 9, true, new HeapTier()), format + " dense");
+        }
+    }
+
+    @Test
+    void shouldReadEachChunkOncePerStepWhenSlotsHoldThemAll() {
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            HeapTier tier = new HeapTier();
+            decode(model, KvFormat.Q8, SparseAttention.OFF, 9, false, tier);
+            // 8 chunks parked after the prefill, read in the first step and kept; chunk 9 parked once sealed, read once.
+            assertEquals(9, tier.fetched.get());
+        }
+    }
+
+    @Test
+    void shouldFailClearlyWhenLayerNeedsMoreChunksThanSlots() {
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            IllegalStateException e = assertThrows(IllegalStateException.class,
+                    () -> decode(model, KvFormat.F16, SparseAttention.OFF, 4, false, new HeapTier()));
+            assertTrue(e.getMessage().contains("needs 8 parked chunks at once, but there are 4 transient slots"), e.getMessage());
+        }
+    }
+
+    @Test
+    void shouldReportUnavailableChunkWhenTierLostIt() {
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            ModelConfig c = model.config();
+            KvGeometry g = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, KvFormat.F32);
+            int[] tokens = ForwardPassReferenceTest.randomTokens(c.vocabularySize(), 2 * CHUNK + 1, 3);
+            ForwardPass pass = new ForwardPass(model, pool, 64);
+            HeapTier tier = new HeapTier();
+            try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = new KvCache(store)) {
+                pass.forward(cache, tokens, 0, 2 * CHUNK, 2 * CHUNK, null);
+                cache.useTransientChunks(new TransientChunks(g, 2, false));
+                cache.park(1, tier, "gone");
+                assertThrows(IllegalStateException.class, () -> cache.park(1, tier, "again"));
+                assertThrows(IllegalArgumentException.class, () -> cache.park(2, tier, "tail"));
+                ChunkUnavailableException e = assertThrows(ChunkUnavailableException.class,
+                        () -> pass.forward(cache, tokens, 2 * CHUNK, 1, 1, null));
+                assertTrue(e.getMessage().contains("gone"), e.getMessage());
+                assertThrows(IllegalStateException.class, () -> cache.shift(1, 1, null));
+                assertThrows(IllegalStateException.class, () -> cache.useTransientChunks(null), "parked chunks need somewhere to be read into");
+                KvGeometry other = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, KvFormat.F16);
+                try (TransientChunks wrong = new TransientChunks(other, 2, false)) {
+                    assertThrows(IllegalArgumentException.class, () -> cache.useTransientChunks(wrong));
+                }
+            }
+            assertEquals(0, tier.fetched.get());
+        }
+    }
+}
