@@ -49,7 +49,8 @@ public final class KvCache implements AutoCloseable {
 
     /**
      * Marks positions {@code [0, length)} as filled; called by the forward pass after writing them.
-     * Chunks that are now full are sealed into the store's format and get their key summary.
+     * Chunks that are now full are sealed into the store's format. Key summaries are computed lazily,
+     * when sparse decode first needs them ({@link KvChunk#summarise}).
      */
     public void setLength(int length) {
         if (length < 0 || length > (long) chunks.size() * chunkTokens) {
@@ -63,7 +64,6 @@ public final class KvCache implements AutoCloseable {
                 c = store.seal(c);
                 chunks.set(i, c);
             }
-            c.summarise();
         }
     }
 
@@ -196,17 +196,21 @@ public final class KvCache implements AutoCloseable {
     }
 
     /**
-     * Full chunks: {@code length / chunkTokens}. Those sealed here have their key summary; chunks
-     * appended or swapped in from elsewhere get it when sparse decode first needs it, so resuming a
-     * session costs nothing extra while sparse decode is off.
+     * Full chunks: {@code length / chunkTokens}. Each gets its key summary when sparse decode first
+     * needs it, so sealing, appending or resuming costs nothing extra while sparse decode is off.
      */
     public int fullChunks() {
         return length / chunkTokens;
     }
 
-    /** Heap bytes the key summaries of this sequence's full chunks take once all are computed. */
+    /** Heap bytes the key summaries of this sequence's full chunks take now (those computed so far). */
     public long summaryBytes() {
-        return fullChunks() * KvChunk.summaryBytes(store.geometry());
+        long bytes = 0;
+        for (int i = 0, n = fullChunks(); i < n; i++) {
+            int blockTokens = chunks.get(i).summaryTokens();
+            bytes += blockTokens == 0 ? 0 : KvChunk.summaryBytes(store.geometry(), blockTokens);
+        }
+        return bytes;
     }
 
     /** Bytes of KV this sequence holds now (sealed chunks plus the tail). */

@@ -7,8 +7,9 @@ import io.kvstash.engine.kv.KvChunk;
 /**
  * Which chunks a decoding query attends over under a token budget (Quest): chunk 0 (the attention
  * sink) and the chunk holding the query's own position (the tail) always, and of the full chunks
- * between them those with the highest upper bound {@code Σ_c max(q_c·max_c, q_c·min_c)} on any key's
- * score, the maximum taken over the query heads that share the KV head. Ties go to the earlier chunk.
+ * between them those that rank highest by {@link SparseAttention.Scoring}: by default the upper bound
+ * {@code Σ_c max(q_c·max_c, q_c·min_c)} on any key's score, the maximum taken over the query heads
+ * that share the KV head. Ties go to the earlier chunk.
  */
 final class ChunkSelection {
     private ChunkSelection() {
@@ -23,28 +24,43 @@ final class ChunkSelection {
         return Math.max(0, (budgetTokens - chunkTokens) / chunkTokens);
     }
 
+    /** Floats of the {@code est} scratch {@link #select} needs for {@code chunks} chunks and groups of {@code groupSize}. */
+    static int estimateFloats(int chunks, int groupSize) {
+        return chunks * (groupSize + 1);
+    }
+
     /**
      * Marks in {@code pick[0 .. tail]} (tail = {@code (positions − 1) / chunkTokens}) the chunks to
-     * attend over; {@code bound} receives each middle chunk's bound. The queries are {@code groupSize}
-     * head vectors of {@code headDim} floats from {@code q[groupQ]}. Returns false, leaving
-     * {@code pick} undefined, when the budget covers every chunk (attend densely instead).
+     * attend over, ranked by {@code sp.scoring()}. The queries are {@code groupSize} head vectors of
+     * {@code headDim} floats from {@code q[groupQ]}; {@code scale} is attention's score factor.
+     * {@code est} (at least {@link #estimateFloats}) receives each middle chunk's rank score in
+     * {@code est[0 .. tail)}; {@code scores} (a chunk of positions) and {@code kvScratch} are scratch
+     * for the scorings that read keys. Chunks must carry summaries of {@code sp.summaryTokens(chunkTokens)}
+     * positions per sub-block (for the summary scorings). Returns false, leaving {@code pick}
+     * undefined, when the budget covers every chunk (attend densely instead).
      */
     static boolean select(KvCache cache, int layer, int kvHead, float[] q, int groupQ, int groupSize, int headDim, int positions,
-                          int budgetTokens, float[] bound, boolean[] pick) {
+                          SparseAttention sp, float scale, float[] est, boolean[] pick, float[] scores, float[] kvScratch) {
         int chunkTokens = cache.geometry().chunkTokens();
         int tail = (positions - 1) / chunkTokens;
         int middle = tail - 1;
-        int take = room(budgetTokens, chunkTokens);
+        int take = room(sp.budgetTokens(), chunkTokens);
         if (middle <= 0 || take >= middle) {
             return false;
         }
-        for (int ch = 1; ch < tail; ch++) {
-            KvChunk chunk = cache.chunk(ch);
-            float b = Float.NEGATIVE_INFINITY;
-            for (int g = 0; g < groupSize; g++) {
-                b = Math.max(b, chunk.keyScoreBound(layer, kvHead, q, groupQ + g * headDim));
+        if (sp.scoring() == SparseAttention.Scoring.BOUND) {
+            for (int ch = 1; ch < tail; ch++) {
+                KvChunk chunk = cache.chunk(ch);
+                float b = Float.NEGATIVE_INFINITY;
+                for (int g = 0; g < groupSize; g++) {
+                    b = Math.max(b, chunk.keyScoreBound(layer, kvHead, q, groupQ + g * headDim));
+                }
+                est[ch] = b;
             }
-            bound[ch] = b;
+        } else {
+            estimateShares(cache, layer, kvHead, q, groupQ, groupSize, headDim, positions, sp.scoring(), scale, est, scores, kvScratch);
+        }
+        for (int ch = 1; ch < tail; ch++) {
             pick[ch] = false;
         }
         pick[0] = true;
@@ -52,13 +68,94 @@ final class ChunkSelection {
         for (int j = 0; j < take; j++) {
             int best = -1;
             for (int ch = 1; ch < tail; ch++) {
-                if (!pick[ch] && (best < 0 || bound[ch] > bound[best])) {
+                if (!pick[ch] && (best < 0 || est[ch] > est[best])) {
                     best = ch;
                 }
             }
             pick[best] = true;
         }
         return true;
+    }
+
+    /**
+     * {@code est[ch]} for the middle chunks: the sum over the group's query heads of the chunk's
+     * estimated share of that head's softmax mass, where a head's total is the exact mass of the sink
+     * and the tail plus the estimates of the middle chunks. Per-head log-masses go to
+     * {@code est[(g + 1)·(tail + 1) + ch]}.
+     */
+    private static void estimateShares(KvCache cache, int layer, int kvHead, float[] q, int groupQ, int groupSize, int headDim,
+                                       int positions, SparseAttention.Scoring scoring, float scale, float[] est, float[] scores,
+                                       float[] kvScratch) {
+        int chunkTokens = cache.geometry().chunkTokens();
+        int tail = (positions - 1) / chunkTokens;
+        int stride = tail + 1;
+        for (int ch = 1; ch < tail; ch++) {
+            est[ch] = 0f;
+        }
+        for (int g = 0; g < groupSize; g++) {
+            int qOff = groupQ + g * headDim;
+            int row = (g + 1) * stride;
+            // Log of the head's exact mass on sink and tail, then of each middle chunk's estimate.
+            float total = logMass(cache.chunk(0), layer, kvHead, q, qOff, chunkTokens, scale, scores, kvScratch);
+            total = logAdd(total, logMass(cache.chunk(tail), layer, kvHead, q, qOff, positions - tail * chunkTokens, scale, scores,
+                    kvScratch));
+            for (int ch = 1; ch < tail; ch++) {
+                KvChunk chunk = cache.chunk(ch);
+                float m = switch (scoring) {
+                    case MOMENTS -> {
+                        int blocks = chunk.summaryBlocks();
+                        float logBlock = (float) Math.log(chunkTokens / blocks);
+                        float lm = Float.NEGATIVE_INFINITY;
+                        for (int b = 0; b < blocks; b++) {
+                            lm = logAdd(lm, chunk.keyLogMeanExp(layer, kvHead, b, q, qOff, scale) + logBlock);
+                        }
+                        yield lm;
+                    }
+                    case MASS_BOUND, MEAN -> {
+                        int blocks = chunk.summaryBlocks();
+                        float logBlock = (float) Math.log(chunkTokens / blocks);
+                        float lm = Float.NEGATIVE_INFINITY;
+                        for (int b = 0; b < blocks; b++) {
+                            float s = scoring == SparseAttention.Scoring.MEAN ? chunk.keyMeanScore(layer, kvHead, b, q, qOff)
+                                    : chunk.keyScoreBound(layer, kvHead, b, q, qOff);
+                            lm = logAdd(lm, scale * s + logBlock);
+                        }
+                        yield lm;
+                    }
+                    case EXACT -> logMass(chunk, layer, kvHead, q, qOff, chunkTokens, scale, scores, kvScratch);
+                    case BOUND -> throw new IllegalStateException("BOUND ranks by the bound itself");
+                };
+                est[row + ch] = m;
+                total = logAdd(total, m);
+            }
+            for (int ch = 1; ch < tail; ch++) {
+                est[ch] += (float) Math.exp(est[row + ch] - total);
+            }
+        }
+    }
+
+    /** {@code log Σ_t exp(scale · q·key[t])} over the first {@code count} positions of {@code chunk}. */
+    private static float logMass(KvChunk chunk, int layer, int kvHead, float[] q, int qOff, int count, float scale, float[] scores,
+                                 float[] kvScratch) {
+        chunk.keyScores(layer, kvHead, q, qOff, count, scale, scores, 0, kvScratch);
+        float max = Float.NEGATIVE_INFINITY;
+        for (int t = 0; t < count; t++) {
+            max = Math.max(max, scores[t]);
+        }
+        double sum = 0;
+        for (int t = 0; t < count; t++) {
+            sum += Math.exp(scores[t] - max);
+        }
+        return max + (float) Math.log(sum);
+    }
+
+    /** {@code log(exp(a) + exp(b))} without overflow. */
+    private static float logAdd(float a, float b) {
+        float hi = Math.max(a, b);
+        if (hi == Float.NEGATIVE_INFINITY) {
+            return hi;
+        }
+        return hi + (float) Math.log1p(Math.exp(Math.min(a, b) - hi));
     }
 
     /**

@@ -179,17 +179,28 @@ class SparseAttentionTest {
                     cache.chunk(p / chunkTokens).write(0, p % chunkTokens, k, 0, v, 0);
                 }
                 cache.setLength(positions);
-                float[] bound = new float[8];
+                float[] est = new float[ChunkSelection.estimateFloats(7, 2)];
                 boolean[] pick = new boolean[8];
+                float[] scores = new float[chunkTokens];
+                float[] scratch = new float[io.kvstash.engine.kv.KvChunk.scratchFloats(g)];
+                float[] keys = new float[io.kvstash.engine.kv.KvChunk.summaryScratchFloats(g)];
                 int budget = 2 * chunkTokens + 10; // sink and one chunk (and the tail, always)
                 assertEquals(1, ChunkSelection.room(budget, chunkTokens));
-                assertTrue(ChunkSelection.select(cache, 0, 1, q, 2 * hd, 2, hd, positions, budget, bound, pick));
-                for (int ch = 0; ch <= 6; ch++) {
-                    assertEquals(ch == 0 || ch == 6 || ch == planted, pick[ch], format + ": chunk " + ch + " with the key planted in "
-                            + planted + ", bounds " + Arrays.toString(bound));
+                for (SparseAttention.Scoring scoring : SparseAttention.Scoring.values()) {
+                    for (int blockTokens : new int[] {chunkTokens, 16}) {
+                        for (int ch = 0; ch < cache.fullChunks(); ch++) {
+                            cache.chunk(ch).summarise(blockTokens, keys);
+                        }
+                        SparseAttention sp = new SparseAttention(true, budget, 0, 0, scoring, blockTokens);
+                        assertTrue(ChunkSelection.select(cache, 0, 1, q, 2 * hd, 2, hd, positions, sp, 0.25f, est, pick, scores, scratch));
+                        for (int ch = 0; ch <= 6; ch++) {
+                            assertEquals(ch == 0 || ch == 6 || ch == planted, pick[ch], format + " " + scoring + "/" + blockTokens + ": chunk "
+                                    + ch + " with the key planted in " + planted + ", scores " + Arrays.toString(est));
+                        }
+                        assertFalse(ChunkSelection.select(cache, 0, 1, q, 2 * hd, 2, hd, positions, sp.withBudgetTokens(positions), 0.25f, est,
+                                pick, scores, scratch), "a budget of the whole context selects nothing: dense");
+                    }
                 }
-                assertFalse(ChunkSelection.select(cache, 0, 1, q, 2 * hd, 2, hd, positions, positions, bound, pick),
-                        "a budget of the whole context selects nothing: dense");
             }
         }
     }
