@@ -24,9 +24,9 @@ final class ChunkSelection {
         return Math.max(0, (budgetTokens - chunkTokens) / chunkTokens);
     }
 
-    /** Floats of the {@code est} scratch {@link #select} needs for {@code chunks} chunks and groups of {@code groupSize}. */
-    static int estimateFloats(int chunks, int groupSize) {
-        return chunks * (groupSize + 1);
+    /** Floats of the {@code est} scratch {@link #select} needs for {@code chunks} chunks of {@code summaryBlocks} sub-blocks. */
+    static int estimateFloats(int chunks, int summaryBlocks) {
+        return chunks * (summaryBlocks + 1);
     }
 
     /**
@@ -80,8 +80,9 @@ final class ChunkSelection {
     /**
      * {@code est[ch]} for the middle chunks: the sum over the group's query heads of the chunk's
      * estimated share of that head's softmax mass, where a head's total is the exact mass of the sink
-     * and the tail plus the estimates of the middle chunks. Per-head log-masses go to
-     * {@code est[(g + 1)·(tail + 1) + ch]}.
+     * and the tail plus the estimates of the middle chunks (a single head skips the total: the shares
+     * rank as the estimates do). Per-sub-block log estimates go to {@code est[(tail + 1) + ch·blocks + b]}.
+     * One exp per sub-block; logs only for the sink and tail.
      */
     private static void estimateShares(KvCache cache, int layer, int kvHead, float[] q, int groupQ, int groupSize, int headDim,
                                        int positions, SparseAttention.Scoring scoring, float scale, float[] est, float[] scores,
@@ -89,47 +90,48 @@ final class ChunkSelection {
         int chunkTokens = cache.geometry().chunkTokens();
         int tail = (positions - 1) / chunkTokens;
         int stride = tail + 1;
+        boolean exact = scoring == SparseAttention.Scoring.EXACT;
+        int blocks = exact ? 1 : cache.chunk(1).summaryBlocks();
+        // Each sub-block's estimate is n_b·exp(v): log n_b is common to all, so it joins only the exact sink and tail.
+        float logBlock = exact ? 0f : (float) Math.log(chunkTokens / blocks);
         for (int ch = 1; ch < tail; ch++) {
             est[ch] = 0f;
         }
         for (int g = 0; g < groupSize; g++) {
             int qOff = groupQ + g * headDim;
-            int row = (g + 1) * stride;
-            // Log of the head's exact mass on sink and tail, then of each middle chunk's estimate.
-            float total = logMass(cache.chunk(0), layer, kvHead, q, qOff, chunkTokens, scale, scores, kvScratch);
-            total = logAdd(total, logMass(cache.chunk(tail), layer, kvHead, q, qOff, positions - tail * chunkTokens, scale, scores,
-                    kvScratch));
+            float max = Float.NEGATIVE_INFINITY;
             for (int ch = 1; ch < tail; ch++) {
                 KvChunk chunk = cache.chunk(ch);
-                float m = switch (scoring) {
-                    case MOMENTS -> {
-                        int blocks = chunk.summaryBlocks();
-                        float logBlock = (float) Math.log(chunkTokens / blocks);
-                        float lm = Float.NEGATIVE_INFINITY;
-                        for (int b = 0; b < blocks; b++) {
-                            lm = logAdd(lm, chunk.keyLogMeanExp(layer, kvHead, b, q, qOff, scale) + logBlock);
-                        }
-                        yield lm;
-                    }
-                    case MASS_BOUND, MEAN -> {
-                        int blocks = chunk.summaryBlocks();
-                        float logBlock = (float) Math.log(chunkTokens / blocks);
-                        float lm = Float.NEGATIVE_INFINITY;
-                        for (int b = 0; b < blocks; b++) {
-                            float s = scoring == SparseAttention.Scoring.MEAN ? chunk.keyMeanScore(layer, kvHead, b, q, qOff)
-                                    : chunk.keyScoreBound(layer, kvHead, b, q, qOff);
-                            lm = logAdd(lm, scale * s + logBlock);
-                        }
-                        yield lm;
-                    }
-                    case EXACT -> logMass(chunk, layer, kvHead, q, qOff, chunkTokens, scale, scores, kvScratch);
-                    case BOUND -> throw new IllegalStateException("BOUND ranks by the bound itself");
-                };
-                est[row + ch] = m;
-                total = logAdd(total, m);
+                for (int b = 0; b < blocks; b++) {
+                    float v = switch (scoring) {
+                        case MOMENTS -> chunk.keyLogMeanExp(layer, kvHead, b, q, qOff, scale);
+                        case MASS_BOUND -> scale * chunk.keyScoreBound(layer, kvHead, b, q, qOff);
+                        case MEAN -> scale * chunk.keyMeanScore(layer, kvHead, b, q, qOff);
+                        case EXACT -> logMass(chunk, layer, kvHead, q, qOff, chunkTokens, scale, scores, kvScratch);
+                        case BOUND -> throw new IllegalStateException("BOUND ranks by the bound itself");
+                    };
+                    est[stride + (ch - 1) * blocks + b] = v;
+                    max = Math.max(max, v);
+                }
+            }
+            float sinkTail = Float.NEGATIVE_INFINITY;
+            if (groupSize > 1) {
+                sinkTail = logAdd(logMass(cache.chunk(0), layer, kvHead, q, qOff, chunkTokens, scale, scores, kvScratch),
+                        logMass(cache.chunk(tail), layer, kvHead, q, qOff, positions - tail * chunkTokens, scale, scores, kvScratch))
+                        - logBlock;
+                max = Math.max(max, sinkTail);
+            }
+            double total = Math.exp(sinkTail - max);
+            for (int ch = 1; ch < tail; ch++) {
+                float m = 0f;
+                for (int b = 0, at = stride + (ch - 1) * blocks; b < blocks; b++) {
+                    m += (float) Math.exp(est[at + b] - max);
+                }
+                est[stride + (ch - 1) * blocks] = m; // the chunk's mass relative to exp(max); its first block's slot is free now
+                total += m;
             }
             for (int ch = 1; ch < tail; ch++) {
-                est[ch] += (float) Math.exp(est[row + ch] - total);
+                est[ch] += (float) (est[stride + (ch - 1) * blocks] / total);
             }
         }
     }

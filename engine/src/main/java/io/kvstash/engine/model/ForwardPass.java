@@ -234,7 +234,7 @@ public final class ForwardPass {
                     }
                 }
                 int chunks = tokenPos[i] / g.chunkTokens() + 1;
-                ensureSparseScratch(ChunkSelection.estimateFloats(chunks, c.groupSize()), chunks);
+                ensureSparseScratch(ChunkSelection.estimateFloats(chunks, g.chunkTokens() / blockTokens), chunks);
 
             }
         }

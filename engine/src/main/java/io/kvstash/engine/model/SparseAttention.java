@@ -15,11 +15,12 @@ package io.kvstash.engine.model;
  * @param denseLayers   leading layers that always attend densely
  * @param scoring       how chunks are ranked (see {@link Scoring})
  * @param summaryTokens positions per sub-block of a chunk's key summary (per-channel min, max and mean
- *                      per sub-block); must divide the chunk size; 0 = the whole chunk is one sub-block
+ *                      per sub-block); must divide the chunk size (a size of a chunk or more, or 0, is the
+ *                      whole chunk)
  */
 public record SparseAttention(boolean enabled, int budgetTokens, int minContext, int denseLayers, Scoring scoring, int summaryTokens) {
-    public static final Scoring DEFAULT_SCORING = Scoring.BOUND;
-    public static final int DEFAULT_SUMMARY_TOKENS = 0;
+    public static final Scoring DEFAULT_SCORING = Scoring.MOMENTS;
+    public static final int DEFAULT_SUMMARY_TOKENS = 16;
     public static final SparseAttention OFF = new SparseAttention(false, 2048, 4096, 2);
 
     /** How the full chunks between sink and tail are ranked for one KV head. */
@@ -90,10 +91,13 @@ public record SparseAttention(boolean enabled, int budgetTokens, int minContext,
         return new SparseAttention(enabled, budgetTokens, minContext, denseLayers, scoring, summaryTokens);
     }
 
-    /** Positions per summary sub-block for chunks of {@code chunkTokens}; rejects a size that does not divide them. */
+    /**
+     * Positions per summary sub-block for chunks of {@code chunkTokens} (at most the chunk); rejects a
+     * size that does not divide them.
+     */
     public int summaryTokens(int chunkTokens) {
-        int b = summaryTokens == 0 ? chunkTokens : summaryTokens;
-        if (b > chunkTokens || chunkTokens % b != 0) {
+        int b = summaryTokens == 0 ? chunkTokens : Math.min(summaryTokens, chunkTokens);
+        if (chunkTokens % b != 0) {
             throw new IllegalArgumentException("sparse summary sub-blocks of " + summaryTokens + " positions do not divide chunks of "
                     + chunkTokens + " positions");
         }
