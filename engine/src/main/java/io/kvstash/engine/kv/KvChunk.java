@@ -142,9 +142,10 @@ public final class KvChunk {
         return summaryBytes(g, g.chunkTokens());
     }
 
-    /** Floats of the scratch {@link #summarise(int, float[])} needs: one head's decoded keys. */
+    /** Floats of the scratch {@link #summarise(int, float[])} needs: one head's decoded keys, then its key block's bytes. */
     public static int summaryScratchFloats(KvGeometry g) {
-        return g.chunkTokens() * g.headDim();
+        long blockBytes = Math.max(ChunkLayout.of(g, KvFormat.F32).blockBytes(false), ChunkLayout.of(g, g.format()).blockBytes(false));
+        return Math.toIntExact(g.chunkTokens() * g.headDim() + (blockBytes + 3) / 4);
     }
 
     /** Whether {@link #summarise} has run since the store last handed this chunk out. */
@@ -203,22 +204,21 @@ public final class KvChunk {
                         float min = Float.POSITIVE_INFINITY;
                         float max = Float.NEGATIVE_INFINITY;
                         float sum = 0f;
-                        for (int t = b * blockTokens, end = t + blockTokens; t < end; t++) {
-                            float k = keys[t * hd + ch];
+                        float squares = 0f;
+                        int from = ch * c + b * blockTokens;
+                        for (int i = from, end = from + blockTokens; i < end; i++) {
+                            float k = keys[i];
                             min = Math.min(min, k);
                             max = Math.max(max, k);
                             sum += k;
+                            squares += k * k;
                         }
                         float mean = sum / blockTokens;
-                        float squares = 0f;
-                        for (int t = b * blockTokens, end = t + blockTokens; t < end; t++) {
-                            float d = keys[t * hd + ch] - mean;
-                            squares += d * d;
-                        }
                         s[at + ch] = min;
                         s[at + hd + ch] = max;
                         s[at + 2 * hd + ch] = mean;
-                        s[at + 3 * hd + ch] = squares / blockTokens;
+                        // E[k²] − mean²: an estimate's input, so one pass is enough; rounding may not make it negative.
+                        s[at + 3 * hd + ch] = Math.max(0f, squares / blockTokens - mean * mean);
                     }
                 }
             }
@@ -228,44 +228,59 @@ public final class KvChunk {
     }
 
     /**
-     * The keys of {@code kvHead} in {@code layer} as the scoring kernels read them, token-major:
-     * {@code out[t·headDim + c]}, all {@code chunkTokens} positions.
+     * The keys of {@code kvHead} in {@code layer} as the scoring kernels read them, channel-major:
+     * {@code out[c·chunkTokens + t]}, all {@code chunkTokens} positions.
      */
     void decodeKeys(int layer, int kvHead, float[] out) {
         int hd = geometry.headDim();
         int c = geometry.chunkTokens();
-        long block = layout.blockOffset(layer, false, kvHead);
+        // One bulk copy of the block to the heap, then plain reads: per-element reads of the shared
+        // off-heap segment pay a bounds and liveness check each.
+        // The block's bytes go after the decoded keys in the same scratch array.
+        long rawAt = 4L * c * hd;
+        MemorySegment heap = MemorySegment.ofArray(out);
+        MemorySegment.copy(data, layout.blockOffset(layer, false, kvHead), heap, rawAt, layout.blockBytes(false));
         switch (format) {
             case F32 -> {
-                for (int i = 0; i < c * hd; i++) {
-                    out[i] = data.get(FLOAT, block + 4L * i);
+                for (int t = 0; t < c; t++) {
+                    for (int ch = 0; ch < hd; ch++) {
+                        out[ch * c + t] = heap.get(FLOAT, rawAt + 4L * (t * hd + ch));
+                    }
                 }
             }
             case F16 -> {
-                for (int i = 0; i < c * hd; i++) {
-                    out[i] = Float.float16ToFloat(data.get(SHORT, block + 2L * i));
+                for (int t = 0; t < c; t++) {
+                    for (int ch = 0; ch < hd; ch++) {
+                        out[ch * c + t] = Float.float16ToFloat(heap.get(SHORT, rawAt + 2L * (t * hd + ch)));
+                    }
                 }
             }
             case Q8 -> {
-                long codes = block + layout.codesOffset(false);
+                long codes = rawAt + layout.codesOffset(false);
                 for (int ch = 0; ch < hd; ch++) {
-                    long scales = block + 4L * (ch / KvFormat.GROUP) * c;
+                    long scales = rawAt + 4L * (ch / KvFormat.GROUP) * c;
                     for (int t = 0; t < c; t++) {
-                        out[t * hd + ch] = (float) data.get(ValueLayout.JAVA_BYTE, codes + (long) ch * c + t)
-                                * data.get(FLOAT, scales + 4L * t);
+                        out[ch * c + t] = (float) heap.get(ValueLayout.JAVA_BYTE, codes + (long) ch * c + t) * heap.get(FLOAT, scales + 4L * t);
                     }
                 }
             }
             case KIVI4, KIVI2 -> {
+                // Codes of one channel: byte j holds tokens j + k·S in bits [k·b, k·b + b) (see ChunkLayout).
                 int bits = format.codeBits;
-                long codes = block + layout.codesOffset(false);
-                long scales = block + layout.scalesOffset(false);
+                int stride = c * bits / 8;
+                int mask = (1 << bits) - 1;
+                long codes = rawAt + layout.codesOffset(false);
+                long scales = rawAt + layout.scalesOffset(false);
                 for (int ch = 0; ch < hd; ch++) {
-                    for (int t = 0; t < c; t++) {
-                        long at = 2L * ((long) (t / KvFormat.GROUP) * hd + ch);
-                        float min = Float.float16ToFloat(data.get(SHORT, block + at));
-                        float scale = Float.float16ToFloat(data.get(SHORT, scales + at));
-                        out[t * hd + ch] = QuantizedKvKernels.kiviCode(bits, data, codes, c, ch, t) * scale + min;
+                    long channel = codes + (long) ch * stride;
+                    for (int group = 0; group < c / KvFormat.GROUP; group++) {
+                        long at = 2L * ((long) group * hd + ch);
+                        float min = Float.float16ToFloat(heap.get(SHORT, rawAt + at));
+                        float scale = Float.float16ToFloat(heap.get(SHORT, scales + at));
+                        for (int t = group * KvFormat.GROUP, end = t + KvFormat.GROUP; t < end; t++) {
+                            int code = (heap.get(ValueLayout.JAVA_BYTE, channel + t % stride) >>> (t / stride * bits)) & mask;
+                            out[ch * c + t] = code * scale + min;
+                        }
                     }
                 }
             }

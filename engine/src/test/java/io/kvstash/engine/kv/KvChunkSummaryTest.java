@@ -132,7 +132,7 @@ class KvChunkSummaryTest {
                         chunk.keyScores(l, h, oneHot, 0, g.chunkTokens(), 1f, column, 0, scratch);
                         oneHot[c] = 0f;
                         for (int t = 0; t < g.chunkTokens(); t++) {
-                            assertEquals(column[t], keys[t * g.headDim() + c], format + " layer " + l + " head " + h + " channel " + c
+                            assertEquals(column[t], keys[c * g.chunkTokens() + t], format + " layer " + l + " head " + h + " channel " + c
                                     + " token " + t);
                         }
                     }
