@@ -62,6 +62,11 @@ final class EngineOptionsMixin {
 
     /** The --sparse-* settings, switched on only with --sparse. */
     SparseAttention sparseSettings() {
+        int block = sparseSummaryTokens == 0 ? chunkTokens : Math.min(sparseSummaryTokens, chunkTokens);
+        if (sparseSummaryTokens < 0 || chunkTokens % block != 0) {
+            throw new IllegalArgumentException("--sparse-summary-tokens " + sparseSummaryTokens + " must be 0 or divide --chunk-tokens "
+                    + chunkTokens);
+        }
         return new SparseAttention(sparse, sparseBudget, sparseMinContext, sparseDenseLayers, sparseScoring, sparseSummaryTokens);
     }
 
