@@ -38,9 +38,9 @@ public final class ForwardPass {
     private final float[][] weightScratch; // (worker, PanelMatrix.scratchFloats(maxColumns)) a tile of decoded weights
     private float[][] scores;           // (worker, positions) grows with the context
     private float[][] kvScratch;        // (worker, KvChunk.scratchFloats) for attention on quantized chunks
-    private float[][] chunkBound;       // (worker, (groupSize + 1) · chunks) rank scores of the chunks for the current (token, kv head)
+    private float[][] chunkBound;       // (worker, (summaryBlocks + 1) · chunks) rank scores of the chunks for the current (token, kv head)
     private boolean[][] chunkPick;      // (worker, chunks) chunks the current (token, kv head) attends over
-    private float[] summaryScratch = new float[0]; // (chunkTokens, headDim) one head's keys while a summary is computed
+    private float[] summaryScratch = new float[0]; // (headDim, chunkTokens) one head's keys, then its block's bytes, while a summary is computed
     private volatile SparseAttention sparse = SparseAttention.OFF;
     private volatile SparseProbe probe;
     private SparseAttention stepSparse = SparseAttention.OFF; // the settings the current step started with
@@ -235,7 +235,6 @@ public final class ForwardPass {
                 }
                 int chunks = tokenPos[i] / g.chunkTokens() + 1;
                 ensureSparseScratch(ChunkSelection.estimateFloats(chunks, g.chunkTokens() / blockTokens), chunks);
-
             }
         }
         try {
