@@ -164,7 +164,10 @@ public final class KvChunk {
         return b == 0 ? 0 : geometry.chunkTokens() / b;
     }
 
-    /** {@link #summarise(int, float[])} over the whole chunk as one sub-block, with its own scratch. */
+    /**
+     * Makes sure this chunk has a key summary: when it has none, computes one over the whole chunk as
+     * one sub-block ({@link #summarise(int, float[])}, with scratch of its own); any summary already there stays.
+     */
     public void summarise() {
         if (!summarised()) {
             summarise(geometry.chunkTokens(), new float[summaryScratchFloats(geometry)]);
