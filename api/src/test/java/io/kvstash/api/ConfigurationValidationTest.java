@@ -45,6 +45,12 @@ class ConfigurationValidationTest {
         assertTrue(m.contains("kvstash.engine.kv-format"), m);
         m = failure("--kvstash.engine.sparse.budget-tokens=0");
         assertTrue(m.contains("kvstash.engine.sparse") && m.contains("budgetTokens"), m);
+        m = failure("--kvstash.engine.sparse.summary-tokens=24");
+        assertTrue(m.contains("kvstash.engine.sparse.summary-tokens"), m);
+        m = failure("--kvstash.engine.sparse.scoring=exact");
+        assertTrue(m.contains("kvstash.engine.sparse.scoring"), m);
+        m = failure("--kvstash.engine.sparse.scoring=best");
+        assertTrue(m.contains("kvstash.engine.sparse.scoring"), m);
         m = failure("--kvstash.limits.max-body-size=10B");
         assertTrue(m.contains("kvstash.limits.max-body-size"), m);
         m = failure("--kvstash.sessions.context-policy=forget");

@@ -13,14 +13,15 @@ import org.springframework.test.context.TestPropertySource;
 
 /** kvstash.engine.sparse.* reach the engine, and a chat completion then decodes sparsely (its own context). */
 @TestPropertySource(properties = {"kvstash.engine.sparse.enabled=true", "kvstash.engine.sparse.budget-tokens=64",
-        "kvstash.engine.sparse.min-context=64", "kvstash.engine.sparse.dense-layers=1"})
+        "kvstash.engine.sparse.min-context=64", "kvstash.engine.sparse.dense-layers=1", "kvstash.engine.sparse.scoring=mass-bound",
+        "kvstash.engine.sparse.summary-tokens=32"})
 class SparseDecodeServerTest extends ServerTest {
     @Autowired
     InferenceEngine engine;
 
     @Test
     void shouldDecodeSparselyWhenEnabled() {
-        assertEquals(new SparseAttention(true, 64, 64, 1), engine.sparse());
+        assertEquals(new SparseAttention(true, 64, 64, 1, SparseAttention.Scoring.MASS_BOUND, 32), engine.sparse());
         SparseProbe probe = new SparseProbe();
         engine.setSparseProbe(probe);
         try {

@@ -114,10 +114,10 @@ final class BenchWarmCommand implements Callable<Integer> {
             SparseAttention sparse = new SparseAttention(true, budgetTokens, 0, 0);
             e.forward(cache, ids, 0, tokens, tokens, null);
             int full = cache.fullChunks();
-            long summaries = (long) full * KvChunk.summaryBytes(g);
+            long summaries = (long) full * KvChunk.summaryBytes(g, sparse.summaryTokens(g.chunkTokens()));
             out.printf("%s, KV %s, %d positions (%d full chunks of %d B, summary %d B each), sparse budget %d tokens, %d steps after %d"
                     + " warm-up, warm tier %s%s%n", engine.model.getFileName(), g.format(), tokens, full, g.chunkBytes(),
-                    KvChunk.summaryBytes(g), budgetTokens, steps, warmup, noBlobFiles ? "values in table files" : "blob files",
+                    KvChunk.summaryBytes(g, sparse.summaryTokens(g.chunkTokens())), budgetTokens, steps, warmup, noBlobFiles ? "values in table files" : "blob files",
                     clearBlockCache ? ", block cache cleared every step" : "");
 
             float[][] denseLogits = new float[steps][vocab];
@@ -135,7 +135,7 @@ final class BenchWarmCommand implements Callable<Integer> {
             ChunkKey[] keys = ChunkKey.chain("bench-warm", e.fingerprint(), g.format(), chunkTokens, ids, full);
             cache.useTransientChunks(new TransientChunks(g, full - 1, false));
             for (int ch = 1; ch < full; ch++) {
-                fetcher.writeAndPark(cache, ch, keys[ch]);
+                fetcher.writeAndPark(cache, ch, keys[ch], sparse.summaryTokens(chunkTokens));
             }
             warm.flush();
 

@@ -43,6 +43,14 @@ final class EngineOptionsMixin {
     @Option(names = "--sparse-dense-layers", paramLabel = "N", description = "Leading layers that always attend densely (default 2).")
     int sparseDenseLayers = SparseAttention.OFF.denseLayers();
 
+    @Option(names = "--sparse-scoring", paramLabel = "KIND", description = "How --sparse ranks chunks: ${COMPLETION-CANDIDATES}"
+            + " (default ${DEFAULT-VALUE}; exact is a fidelity reference that reads every chunk).")
+    SparseAttention.Scoring sparseScoring = SparseAttention.DEFAULT_SCORING;
+
+    @Option(names = "--sparse-summary-tokens", paramLabel = "TOKENS", description = "Positions per sub-block of a chunk's key"
+            + " summary; must divide --chunk-tokens; 0 = the whole chunk (default 16).")
+    int sparseSummaryTokens = SparseAttention.DEFAULT_SUMMARY_TOKENS;
+
     @Option(names = "--verbose", description = "Print stack traces on errors.")
     boolean verbose;
 
@@ -54,7 +62,12 @@ final class EngineOptionsMixin {
 
     /** The --sparse-* settings, switched on only with --sparse. */
     SparseAttention sparseSettings() {
-        return new SparseAttention(sparse, sparseBudget, sparseMinContext, sparseDenseLayers);
+        int block = sparseSummaryTokens == 0 ? chunkTokens : Math.min(sparseSummaryTokens, chunkTokens);
+        if (sparseSummaryTokens < 0 || chunkTokens % block != 0) {
+            throw new IllegalArgumentException("--sparse-summary-tokens " + sparseSummaryTokens + " must be 0 or divide --chunk-tokens "
+                    + chunkTokens);
+        }
+        return new SparseAttention(sparse, sparseBudget, sparseMinContext, sparseDenseLayers, sparseScoring, sparseSummaryTokens);
     }
 
     InferenceEngine open() {

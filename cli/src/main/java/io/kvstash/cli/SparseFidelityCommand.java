@@ -99,7 +99,8 @@ final class SparseFidelityCommand implements Callable<Integer> {
         int maxContext = contexts[contexts.length - 1];
         EngineOptions options = engine.options();
         options = options.withContextLength(Math.max(maxContext, options.contextLength())).withSparse(SparseAttention.OFF);
-        int denseLayers = engine.sparseDenseLayers;
+        SparseAttention settings = engine.sparseSettings().on().withMinContext(0);
+        int denseLayers = settings.denseLayers();
         PrintWriter out = spec.commandLine().getOut();
         try (InferenceEngine e = InferenceEngine.open(engine.model, options); KvCache cache = e.newSequence()) {
             int[] first = e.tokenizer().encode(text, true, false);
@@ -118,7 +119,7 @@ final class SparseFidelityCommand implements Callable<Integer> {
             int chunkTokens = g.chunkTokens();
             long chunkBytes = g.chunkBytes();
             long tailBytes = ChunkLayout.of(g, KvFormat.F32).chunkBytes();
-            long summaryBytes = KvChunk.summaryBytes(g);
+            long summaryBytes = KvChunk.summaryBytes(g, settings.summaryTokens(chunkTokens));
             float[] dense = new float[vocab];
             ObjectNode json = new ObjectMapper().createObjectNode();
             json.put("model", engine.model.getFileName().toString());
@@ -128,14 +129,17 @@ final class SparseFidelityCommand implements Callable<Integer> {
             json.put("text_copies", repeats);
             json.put("positions_per_context", positions);
             json.put("dense_layers", denseLayers);
+            json.put("scoring", settings.scoring().name());
+            json.put("summary_tokens", settings.summaryTokens(chunkTokens));
             json.put("layers", layers);
             json.put("chunk_bytes", chunkBytes);
             json.put("summary_bytes_per_chunk", summaryBytes);
             json.put("summary_share_of_chunk", (double) summaryBytes / chunkBytes);
             ArrayNode rows = json.putArray("rows");
-            out.printf("%s, KV %s, %d layers (%d dense), text of %d tokens x %d copies; summary %d B per %d B chunk (%.2f%%)%n",
-                    engine.model.getFileName(), g.format(), layers, denseLayers, first.length, repeats, summaryBytes, chunkBytes,
-                    100.0 * summaryBytes / chunkBytes);
+            out.printf("%s, KV %s, %d layers (%d dense), text of %d tokens x %d copies; scoring %s, summary sub-blocks of %d"
+                            + " tokens, %d B per %d B chunk (%.2f%%)%n",
+                    engine.model.getFileName(), g.format(), layers, denseLayers, first.length, repeats, settings.scoring(),
+                    settings.summaryTokens(chunkTokens), summaryBytes, chunkBytes, 100.0 * summaryBytes / chunkBytes);
             out.printf("%7s %7s %7s %5s %7s %9s %7s %12s %12s %12s %9s %9s%n", "context", "budget", "tokens", "n", "top1", "kl",
                     "mass", "hot dense", "hot sparse", "per-layer", "ms sparse", "ms dense");
             for (int context : contexts) {
@@ -158,7 +162,7 @@ final class SparseFidelityCommand implements Callable<Integer> {
                         for (int b = 0; b < budgets.length; b++) {
                             Cell cell = cells[b];
                             int budgetTokens = Math.max(1, (int) Math.round(budgets[b] * context));
-                            e.setSparse(new SparseAttention(true, budgetTokens, 0, denseLayers));
+                            e.setSparse(settings.withBudgetTokens(budgetTokens));
                             long t0 = System.nanoTime();
                             e.forward(cache, tokens, p, 1, 0, cell.logits);
                             cell.nanos += System.nanoTime() - t0;

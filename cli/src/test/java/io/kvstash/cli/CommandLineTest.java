@@ -157,6 +157,7 @@ class CommandLineTest {
         JsonNode json = new ObjectMapper().readTree(lines[lines.length - 1]);
         JsonNode rows = json.get("rows");
         assertEquals(4, rows.size());
+        assertEquals("MOMENTS", json.get("scoring").asText(), "the default scoring");
         for (JsonNode row : rows) {
             assertEquals(7, row.get("measured_positions").asInt(), "8 positions, one of which would seal a chunk: " + row);
             if (row.get("budget_share").asDouble() == 1.0) {
@@ -174,6 +175,9 @@ class CommandLineTest {
         Run bad = run("sparse-fidelity", "--model", model, "--file", text, "--budgets", "0");
         assertEquals(2, bad.code());
         assertTrue(bad.err().contains("--budgets"), bad.err());
+        Run badBlocks = run("sparse-fidelity", "--model", model, "--file", text, "--sparse-summary-tokens", "24");
+        assertEquals(2, badBlocks.code());
+        assertTrue(badBlocks.err().contains("--sparse-summary-tokens"), badBlocks.err());
     }
 
     /** stories260K written out in llama2.c's format, converted both ways (files, emscripten package), then used. */

@@ -39,6 +39,9 @@ public record EngineOptions(int threads, int contextLength, int maxBatch, KvForm
         if (chunkTokens < 1) {
             throw new IllegalArgumentException("chunk tokens must be at least 1, got " + chunkTokens);
         }
+        if (sparse.enabled()) {
+            sparse.summaryTokens(chunkTokens); // rejects sub-blocks that do not divide the chunks
+        }
         if (kvCapacityBytes <= 0) {
             throw new IllegalArgumentException("KV capacity must be positive, got " + kvCapacityBytes);
         }

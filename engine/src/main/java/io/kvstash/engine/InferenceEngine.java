@@ -180,6 +180,9 @@ public final class InferenceEngine implements AutoCloseable {
 
     /** Switches how decoding tokens attend (from the next step on); starts as {@link EngineOptions#sparse()}. */
     public synchronized void setSparse(SparseAttention sparse) {
+        if (sparse.enabled()) {
+            sparse.summaryTokens(kvStore.geometry().chunkTokens()); // rejects sub-blocks that do not divide the chunks
+        }
         forward.setSparse(sparse);
     }
 

@@ -45,11 +45,16 @@ public final class WarmChunkFetcher implements ChunkFetcher {
      * there already, then parks it (see {@link KvCache#park}).
      */
     public void writeAndPark(KvCache cache, int index, ChunkKey key) {
+        writeAndPark(cache, index, key, cache.geometry().chunkTokens());
+    }
+
+    /** As {@link #writeAndPark(KvCache, int, ChunkKey)}, with key summaries of {@code summaryTokens} positions per sub-block. */
+    public void writeAndPark(KvCache cache, int index, ChunkKey key, int summaryTokens) {
         KvChunk chunk = cache.chunk(index);
         if (!warm.chunkExists(key.bytes())) {
             warm.putChunks(List.of(new NewChunk(key.bytes(), header, chunk.data().toArray(ValueLayout.JAVA_BYTE))));
         }
-        cache.park(index, this, key);
+        cache.park(index, this, key, summaryTokens);
     }
 
     @Override

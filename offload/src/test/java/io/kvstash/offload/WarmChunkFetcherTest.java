@@ -67,6 +67,7 @@ class WarmChunkFetcherTest {
             java.util.Arrays.fill(q, 0.5f);
             for (int ch = 0; ch < 4; ch++) {
                 before[ch] = cache.chunk(ch).data().toArray(ValueLayout.JAVA_BYTE);
+                cache.chunk(ch).summarise(); // summaries are lazy: the parked copies must keep this one
                 bound[ch] = cache.chunk(ch).keyScoreBound(1, 1, q, 0);
             }
             long resident = store.bytesInUse();

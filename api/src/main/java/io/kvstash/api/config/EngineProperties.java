@@ -2,6 +2,7 @@ package io.kvstash.api.config;
 
 import io.kvstash.api.demo.DemoModel;
 import io.kvstash.engine.kv.KvFormat;
+import io.kvstash.engine.kv.KvGeometry;
 import io.kvstash.engine.model.SparseAttention;
 import jakarta.validation.Valid;
 import jakarta.validation.constraints.Max;
@@ -49,15 +50,31 @@ public record EngineProperties(
      * @param budgetTokens positions of the sink and the chosen chunks (whole chunks; the tail comes on top)
      * @param minContext   positions a sequence must hold before its decode goes sparse
      * @param denseLayers  leading layers that always attend densely
+     * @param scoring      how chunks are ranked ({@link SparseAttention.Scoring}; {@code exact} is a CLI fidelity reference and refused here)
+     * @param summaryTokens positions per sub-block of a chunk's key summary; divides the 64-token chunks; 0 = the whole chunk
      */
     public record Sparse(
             @DefaultValue("false") boolean enabled,
             @DefaultValue("2048") @Min(1) @Max(1 << 24) int budgetTokens,
             @DefaultValue("4096") @Min(0) @Max(1 << 24) int minContext,
-            @DefaultValue("2") @Min(0) @Max(1024) int denseLayers) {
+            @DefaultValue("2") @Min(0) @Max(1024) int denseLayers,
+            @DefaultValue("moments") @NotNull SparseAttention.Scoring scoring,
+            @DefaultValue("16") @Min(0) @Max(1 << 24) int summaryTokens) {
+
+        public Sparse {
+            if (scoring == SparseAttention.Scoring.EXACT) {
+                throw new IllegalArgumentException("kvstash.engine.sparse.scoring: exact reads every chunk (a fidelity reference for"
+                        + " ./kvstash sparse-fidelity); use moments, mass-bound, mean or bound");
+            }
+            int chunk = KvGeometry.DEFAULT_CHUNK_TOKENS;
+            if (summaryTokens > 0 && summaryTokens < chunk && chunk % summaryTokens != 0) {
+                throw new IllegalArgumentException("kvstash.engine.sparse.summary-tokens: " + summaryTokens + " does not divide the "
+                        + chunk + "-token KV chunks");
+            }
+        }
 
         public SparseAttention settings() {
-            return new SparseAttention(enabled, budgetTokens, minContext, denseLayers);
+            return new SparseAttention(enabled, budgetTokens, minContext, denseLayers, scoring, summaryTokens);
         }
     }
 

@@ -51,7 +51,8 @@ public final class KvCache implements AutoCloseable {
 
     /**
      * Marks positions {@code [0, length)} as filled; called by the forward pass after writing them.
-     * Chunks that are now full are sealed into the store's format and get their key summary.
+     * Chunks that are now full are sealed into the store's format. Key summaries are computed lazily,
+     * when sparse decode first needs them ({@link KvChunk#summarise}).
      */
     public void setLength(int length) {
         if (length < 0 || length > (long) chunks.size() * chunkTokens) {
@@ -65,7 +66,6 @@ public final class KvCache implements AutoCloseable {
                 c = store.seal(c);
                 chunks.set(i, c);
             }
-            c.summarise();
         }
     }
 
@@ -202,17 +202,21 @@ public final class KvCache implements AutoCloseable {
     }
 
     /**
-     * Full chunks: {@code length / chunkTokens}. Those sealed here have their key summary; chunks
-     * appended or swapped in from elsewhere get it when sparse decode first needs it, so resuming a
-     * session costs nothing extra while sparse decode is off.
+     * Full chunks: {@code length / chunkTokens}. Each gets its key summary when sparse decode first
+     * needs it, so sealing, appending or resuming costs nothing extra while sparse decode is off.
      */
     public int fullChunks() {
         return length / chunkTokens;
     }
 
-    /** Heap bytes the key summaries of this sequence's full chunks take once all are computed. */
+    /** Heap bytes the key summaries of this sequence's full chunks take now (those computed so far). */
     public long summaryBytes() {
-        return fullChunks() * KvChunk.summaryBytes(store.geometry());
+        long bytes = 0;
+        for (int i = 0, n = fullChunks(); i < n; i++) {
+            int blockTokens = chunks.get(i).summaryTokens();
+            bytes += blockTokens == 0 ? 0 : KvChunk.summaryBytes(store.geometry(), blockTokens);
+        }
+        return bytes;
     }
 
     /** Bytes of KV this sequence holds resident in its store now (sealed chunks plus the tail; parked chunks not). */
@@ -257,9 +261,20 @@ public final class KvCache implements AutoCloseable {
      * the cache keeps its key summary and a way to read the body back ({@code fetcher} with
      * {@code key}, which must return exactly the bytes the chunk holds now, e.g. from the warm tier).
      * Attention reads a parked chunk from a transient copy ({@link TransientChunks}), never promoting
-     * it back into the store. Chunks appended from elsewhere are summarised first.
+     * it back into the store. The chunk keeps the summary it has, or gets one over the whole chunk;
+     * sparse decode needs summaries of its own sub-block size ({@link #park(int, ChunkFetcher, Object, int)}).
      */
     public void park(int index, ChunkFetcher fetcher, Object key) {
+        KvChunk c = index >= 0 && index < chunks.size() ? chunks.get(index) : null;
+        park(index, fetcher, key, c != null && c.summarised() ? c.summaryTokens() : store.geometry().chunkTokens());
+    }
+
+    /**
+     * Parks full chunk {@code index} as {@link #park(int, ChunkFetcher, Object)} does, with a key
+     * summary of {@code summaryTokens} positions per sub-block: what sparse decode will read (it
+     * cannot summarise a parked chunk again).
+     */
+    public void park(int index, ChunkFetcher fetcher, Object key, int summaryTokens) {
         java.util.Objects.requireNonNull(fetcher, "fetcher");
         if (transientChunks == null) {
             throw new IllegalStateException("a cache parks chunks only with transient chunks to read them into (useTransientChunks)");
@@ -271,7 +286,9 @@ public final class KvCache implements AutoCloseable {
         if (c.parked()) {
             throw new IllegalStateException("chunk " + index + " is parked already");
         }
-        c.summarise();
+        if (c.summaryTokens() != summaryTokens) {
+            c.summarise(summaryTokens, new float[KvChunk.summaryScratchFloats(store.geometry())]);
+        }
         chunks.set(index, c.parkedCopy(fetcher, key));
         parked++;
         store.release(c);

@@ -3,6 +3,8 @@ package io.kvstash.engine.kv;
 import io.kvstash.engine.kernel.KvKernels;
 import io.kvstash.engine.kernel.QuantizedKvKernels;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 
 /**
  * The keys and values of {@link KvGeometry#chunkTokens()} consecutive positions for all layers,
@@ -11,6 +13,9 @@ import java.lang.foreign.MemorySegment;
  * sealed into the store's format and never changes again. Attention reads chunks in place.
  */
 public final class KvChunk {
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final int STATS = 4; // min, max, mean, variance per channel
     private final ChunkLayout layout;
     private final KvGeometry geometry;
     private final KvFormat format;
@@ -20,10 +25,10 @@ public final class KvChunk {
     private final ChunkFetcher fetcher;
     private final Object fetchKey;
     int transientSlot = -1; // TransientChunks' slot holding this parked chunk's body, or -1
-    // (layer, kvHead, min|max, headDim) per-channel bounds of the keys as this chunk stores them;
-    // allocated on the first summary and reused when the store hands the chunk out again.
+    // (layer, kvHead, sub-block, min|max|mean|variance, headDim) per-channel statistics of the keys as this
+    // chunk stores them; allocated on the first summary and reused when the store hands the chunk out again.
     private float[] keyBounds;
-    private volatile boolean summarised;
+    private volatile int summaryTokens; // positions per sub-block of the summary; 0 = none
 
     KvChunk(ChunkLayout layout, MemorySegment data) {
         if (data.byteSize() != layout.chunkBytes()) {
@@ -47,11 +52,11 @@ public final class KvChunk {
         this.fetchKey = fetchKey;
         // A copy: the source goes back to its store, which reuses its bounds array for other bytes.
         this.keyBounds = source.keyBounds.clone();
-        this.summarised = true;
+        this.summaryTokens = source.summaryTokens;
     }
 
     KvChunk parkedCopy(ChunkFetcher fetcher, Object fetchKey) {
-        if (!summarised) {
+        if (!summarised()) {
             throw new IllegalStateException("only a summarised chunk can be parked");
         }
         return new KvChunk(this, fetcher, fetchKey);
@@ -167,72 +172,196 @@ public final class KvChunk {
         }
     }
 
-    /** Floats of a key summary: per layer and KV head, the per-channel minimum and maximum of the keys. */
-    public static int summaryFloats(KvGeometry g) {
-        return g.layers() * g.kvHeads() * 2 * g.headDim();
+    /**
+     * Floats of a key summary with sub-blocks of {@code blockTokens} positions: per layer, KV head and
+     * sub-block, the per-channel minimum, maximum and mean of the keys.
+     */
+    public static int summaryFloats(KvGeometry g, int blockTokens) {
+        return g.layers() * g.kvHeads() * (g.chunkTokens() / blockTokens) * STATS * g.headDim();
     }
 
-    /** Heap bytes of one chunk's key summary (see {@link #summarise}). */
+    /** Heap bytes of one chunk's key summary with sub-blocks of {@code blockTokens} positions (see {@link #summarise}). */
+    public static long summaryBytes(KvGeometry g, int blockTokens) {
+        return 4L * summaryFloats(g, blockTokens);
+    }
+
+    /** Heap bytes of one chunk's key summary over the whole chunk (one sub-block). */
     public static long summaryBytes(KvGeometry g) {
-        return 4L * summaryFloats(g);
+        return summaryBytes(g, g.chunkTokens());
+    }
+
+    /** Floats of the scratch {@link #summarise(int, float[])} needs: one head's decoded keys, then its key block's bytes. */
+    public static int summaryScratchFloats(KvGeometry g) {
+        long blockBytes = Math.max(ChunkLayout.of(g, KvFormat.F32).blockBytes(false), ChunkLayout.of(g, g.format()).blockBytes(false));
+        return Math.toIntExact(g.chunkTokens() * g.headDim() + (blockBytes + 3) / 4);
     }
 
     /** Whether {@link #summarise} has run since the store last handed this chunk out. */
     public boolean summarised() {
-        return summarised;
+        return summaryTokens != 0;
+    }
+
+    /** Positions per sub-block of the current summary; 0 when there is none. */
+    public int summaryTokens() {
+        return summaryTokens;
+    }
+
+    /** Sub-blocks of the current summary ({@link #summaryTokens} each). */
+    public int summaryBlocks() {
+        int b = summaryTokens;
+        return b == 0 ? 0 : geometry.chunkTokens() / b;
     }
 
     /**
-     * Computes the key summary of this full, sealed chunk (Quest's per-channel min and max of the
-     * keys, per layer and KV head) from its body, so it holds for the keys exactly as attention reads
-     * them: for a quantized format the bounds are those of the dequantized keys. Each channel is
-     * read back through {@link #keyScores} with a one-hot query, the same kernel that scores keys.
-     * Idempotent; a chunk read back from storage gets its summary the same way. Costs
-     * layers·kvHeads·headDim scoring passes over the chunk (about 0.5% of the chunk's prefill for
-     * stories15M); allocates small scratch arrays, once per chunk.
+     * Makes sure this chunk has a key summary: when it has none, computes one over the whole chunk as
+     * one sub-block ({@link #summarise(int, float[])}, with scratch of its own); any summary already there stays.
      */
     public void summarise() {
-        if (summarised) {
+        if (!summarised()) {
+            summarise(geometry.chunkTokens(), new float[summaryScratchFloats(geometry)]);
+        }
+    }
+
+    /**
+     * Computes the key summary of this full, sealed chunk for sub-blocks of {@code blockTokens}
+     * positions (Quest's per-channel min and max of the keys, plus their mean, per layer, KV head and
+     * sub-block) from its body. Keys are decoded as the scoring kernels read them (for a quantized
+     * format {@code scale·code} or {@code scale·code + min} in float, what {@link #keyScores} computes for a
+     * one-hot query), so the bound holds for the keys attention sees. Reads the chunk's keys once (no
+     * scoring passes); no allocation once this chunk has held a summary of the same size. Does nothing
+     * when a summary of this granularity is there; otherwise replaces it. Not for concurrent callers
+     * on one chunk with different granularities.
+     *
+     * @param keys scratch of at least {@link #summaryScratchFloats} floats
+     */
+    public void summarise(int blockTokens, float[] keys) {
+        int c = geometry.chunkTokens();
+        if (blockTokens < 1 || c % blockTokens != 0) {
+            throw new IllegalArgumentException("summary sub-blocks of " + blockTokens + " positions do not divide chunks of " + c);
+        }
+        if (summaryTokens == blockTokens) {
             return;
         }
-        int c = geometry.chunkTokens();
         int hd = geometry.headDim();
-        float[] bounds = keyBounds != null ? keyBounds : new float[summaryFloats(geometry)];
-        float[] oneHot = new float[hd];
-        float[] column = new float[c];
-        float[] scratch = new float[scratchFloats(geometry)];
+        int blocks = c / blockTokens;
+        int floats = summaryFloats(geometry, blockTokens);
+        float[] s = keyBounds != null && keyBounds.length == floats ? keyBounds : new float[floats];
         for (int layer = 0; layer < geometry.layers(); layer++) {
             for (int head = 0; head < geometry.kvHeads(); head++) {
-                int at = (layer * geometry.kvHeads() + head) * 2 * hd;
-                for (int ch = 0; ch < hd; ch++) {
-                    oneHot[ch] = 1f;
-                    keyScores(layer, head, oneHot, 0, c, 1f, column, 0, scratch);
-                    oneHot[ch] = 0f;
-                    float min = Float.POSITIVE_INFINITY;
-                    float max = Float.NEGATIVE_INFINITY;
-                    for (int t = 0; t < c; t++) {
-                        min = Math.min(min, column[t]);
-                        max = Math.max(max, column[t]);
+                decodeKeys(layer, head, keys);
+                for (int b = 0; b < blocks; b++) {
+                    int at = ((layer * geometry.kvHeads() + head) * blocks + b) * STATS * hd;
+                    for (int ch = 0; ch < hd; ch++) {
+                        float min = Float.POSITIVE_INFINITY;
+                        float max = Float.NEGATIVE_INFINITY;
+                        float sum = 0f;
+                        float squares = 0f;
+                        int from = ch * c + b * blockTokens;
+                        for (int i = from, end = from + blockTokens; i < end; i++) {
+                            float k = keys[i];
+                            min = Math.min(min, k);
+                            max = Math.max(max, k);
+                            sum += k;
+                            squares += k * k;
+                        }
+                        float mean = sum / blockTokens;
+                        s[at + ch] = min;
+                        s[at + hd + ch] = max;
+                        s[at + 2 * hd + ch] = mean;
+                        // E[k²] − mean²: an estimate's input, so one pass is enough; rounding may not make it negative.
+                        s[at + 3 * hd + ch] = Math.max(0f, squares / blockTokens - mean * mean);
                     }
-                    bounds[at + ch] = min;
-                    bounds[at + hd + ch] = max;
                 }
             }
         }
-        keyBounds = bounds;
-        summarised = true;
+        keyBounds = s;
+        summaryTokens = blockTokens;
+    }
+
+    /**
+     * The keys of {@code kvHead} in {@code layer} as the scoring kernels read them, channel-major:
+     * {@code out[c·chunkTokens + t]}, all {@code chunkTokens} positions.
+     */
+    void decodeKeys(int layer, int kvHead, float[] out) {
+        int hd = geometry.headDim();
+        int c = geometry.chunkTokens();
+        // One bulk copy of the block to the heap, then plain reads: per-element reads of the shared
+        // off-heap segment pay a bounds and liveness check each.
+        // The block's bytes go after the decoded keys in the same scratch array.
+        long rawAt = 4L * c * hd;
+        MemorySegment heap = MemorySegment.ofArray(out);
+        MemorySegment.copy(data, layout.blockOffset(layer, false, kvHead), heap, rawAt, layout.blockBytes(false));
+        switch (format) {
+            case F32 -> {
+                for (int t = 0; t < c; t++) {
+                    for (int ch = 0; ch < hd; ch++) {
+                        out[ch * c + t] = heap.get(FLOAT, rawAt + 4L * (t * hd + ch));
+                    }
+                }
+            }
+            case F16 -> {
+                for (int t = 0; t < c; t++) {
+                    for (int ch = 0; ch < hd; ch++) {
+                        out[ch * c + t] = Float.float16ToFloat(heap.get(SHORT, rawAt + 2L * (t * hd + ch)));
+                    }
+                }
+            }
+            case Q8 -> {
+                long codes = rawAt + layout.codesOffset(false);
+                for (int ch = 0; ch < hd; ch++) {
+                    long scales = rawAt + 4L * (ch / KvFormat.GROUP) * c;
+                    for (int t = 0; t < c; t++) {
+                        out[ch * c + t] = (float) heap.get(ValueLayout.JAVA_BYTE, codes + (long) ch * c + t) * heap.get(FLOAT, scales + 4L * t);
+                    }
+                }
+            }
+            case KIVI4, KIVI2 -> {
+                // Codes of one channel: byte j holds tokens j + k·S in bits [k·b, k·b + b) (see ChunkLayout).
+                int bits = format.codeBits;
+                int stride = c * bits / 8;
+                int mask = (1 << bits) - 1;
+                long codes = rawAt + layout.codesOffset(false);
+                long scales = rawAt + layout.scalesOffset(false);
+                for (int ch = 0; ch < hd; ch++) {
+                    long channel = codes + (long) ch * stride;
+                    for (int group = 0; group < c / KvFormat.GROUP; group++) {
+                        long at = 2L * ((long) group * hd + ch);
+                        float min = Float.float16ToFloat(heap.get(SHORT, rawAt + at));
+                        float scale = Float.float16ToFloat(heap.get(SHORT, scales + at));
+                        for (int t = group * KvFormat.GROUP, end = t + KvFormat.GROUP; t < end; t++) {
+                            int code = (heap.get(ValueLayout.JAVA_BYTE, channel + t % stride) >>> (t / stride * bits)) & mask;
+                            out[ch * c + t] = code * scale + min;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /**
      * Quest's upper bound on {@code q · key[t]} over the chunk's positions for {@code kvHead} in
-     * {@code layer}: {@code Σ_c max(q_c·max_c, q_c·min_c)}. Needs {@link #summarise} first.
+     * {@code layer}: {@code Σ_c max(q_c·max_c, q_c·min_c)}, the largest over the sub-blocks. Needs
+     * {@link #summarise} first.
      */
     public float keyScoreBound(int layer, int kvHead, float[] q, int qOff) {
-        if (!summarised) {
+        int blocks = summaryBlocks();
+        if (blocks == 0) {
             throw new IllegalStateException("chunk has no key summary");
         }
+        float bound = Float.NEGATIVE_INFINITY;
+        for (int b = 0; b < blocks; b++) {
+            bound = Math.max(bound, keyScoreBound(layer, kvHead, b, q, qOff));
+        }
+        return bound;
+    }
+
+    /**
+     * Quest's upper bound on {@code q · key[t]} over the positions of sub-block {@code block} (of
+     * {@link #summaryTokens} positions) for {@code kvHead} in {@code layer}.
+     */
+    public float keyScoreBound(int layer, int kvHead, int block, float[] q, int qOff) {
         int hd = geometry.headDim();
-        int at = (layer * geometry.kvHeads() + kvHead) * 2 * hd;
+        int at = summaryAt(layer, kvHead, block);
         float[] b = keyBounds;
         float sum = 0f;
         for (int ch = 0; ch < hd; ch++) {
@@ -242,9 +371,53 @@ public final class KvChunk {
         return sum;
     }
 
+    /** {@code q · mean key} of sub-block {@code block} for {@code kvHead} in {@code layer} (a landmark score). */
+    public float keyMeanScore(int layer, int kvHead, int block, float[] q, int qOff) {
+        int hd = geometry.headDim();
+        int at = summaryAt(layer, kvHead, block) + 2 * hd;
+        float[] b = keyBounds;
+        float sum = 0f;
+        for (int ch = 0; ch < hd; ch++) {
+            sum += q[qOff + ch] * b[at + ch];
+        }
+        return sum;
+    }
+
+    /**
+     * A Gaussian estimate of {@code log mean_t exp(scale · q·key[t])} over sub-block {@code block}:
+     * {@code scale·q·mean + ½·scale²·Σ_c q_c²·var_c} (channels taken as independent), never above
+     * {@code scale} times the Quest bound.
+     */
+    public float keyLogMeanExp(int layer, int kvHead, int block, float[] q, int qOff, float scale) {
+        int hd = geometry.headDim();
+        int at = summaryAt(layer, kvHead, block);
+        float[] b = keyBounds;
+        float bound = 0f;
+        float mean = 0f;
+        float spread = 0f;
+        for (int ch = 0; ch < hd; ch++) {
+            float x = q[qOff + ch];
+            bound += Math.max(x * b[at + ch], x * b[at + hd + ch]);
+            mean += x * b[at + 2 * hd + ch];
+            spread += x * x * b[at + 3 * hd + ch];
+        }
+        return Math.min(scale * bound, scale * mean + 0.5f * scale * scale * spread);
+    }
+
+    private int summaryAt(int layer, int kvHead, int block) {
+        int blocks = summaryBlocks();
+        if (blocks == 0) {
+            throw new IllegalStateException("chunk has no key summary");
+        }
+        if (block < 0 || block >= blocks) {
+            throw new IndexOutOfBoundsException("summary sub-block " + block + " of " + blocks);
+        }
+        return ((layer * geometry.kvHeads() + kvHead) * blocks + block) * STATS * geometry.headDim();
+    }
+
     /** Drops the summary: the store is about to hand this chunk out for other bytes. */
     void forgetSummary() {
-        summarised = false;
+        summaryTokens = 0;
     }
 
     private void requireFull(int count) {

@@ -38,8 +38,9 @@ public final class ForwardPass {
     private final float[][] weightScratch; // (worker, PanelMatrix.scratchFloats(maxColumns)) a tile of decoded weights
     private float[][] scores;           // (worker, positions) grows with the context
     private float[][] kvScratch;        // (worker, KvChunk.scratchFloats) for attention on quantized chunks
-    private float[][] chunkBound;       // (worker, chunks) Quest bound of each chunk for the current (token, kv head)
+    private float[][] chunkBound;       // (worker, (summaryBlocks + 1) · chunks) rank scores of the chunks for the current (token, kv head)
     private boolean[][] chunkPick;      // (worker, chunks) chunks the current (token, kv head) attends over
+    private float[] summaryScratch = new float[0]; // (headDim, chunkTokens) one head's keys, then its block's bytes, while a summary is computed
     private volatile SparseAttention sparse = SparseAttention.OFF;
     private volatile SparseProbe probe;
     private SparseAttention stepSparse = SparseAttention.OFF; // the settings the current step started with
@@ -219,7 +220,10 @@ public final class ForwardPass {
         for (int i = 0; i < n; i++) {
             if (caches[i].parkedChunks() > 0) {
                 stepParked = true;
-                ensureSparseScratch(tokenPos[i] / caches[i].geometry().chunkTokens() + 1);
+                int chunkTokens = caches[i].geometry().chunkTokens();
+                int chunks = tokenPos[i] / chunkTokens + 1;
+                int blocks = sp.enabled() ? chunkTokens / sp.summaryTokens(chunkTokens) : 1;
+                ensureSparseScratch(ChunkSelection.estimateFloats(chunks, blocks), chunks);
             }
         }
         for (int i = 0; i < n; i++) {
@@ -229,13 +233,25 @@ public final class ForwardPass {
             }
             tokenDecode[i] = alone;
             if (alone && sp.enabled() && tokenPos[i] + 1 >= sp.minContext()) {
-                // Chunks sealed here carry summaries already; chunks appended from a tier or shared
-                // with another sequence get theirs now, on this thread, before the workers read them.
+                // Summaries are lazy: a chunk gets its summary here, on this thread before the workers
+                // read it, the first time a sparse step needs it (or again when the granularity changed).
                 KvCache cache = caches[i];
+                KvGeometry g = cache.geometry();
+                int blockTokens = sp.summaryTokens(g.chunkTokens());
+                ensureSummaryScratch(g);
                 for (int ch = 0, full = cache.fullChunks(); ch < full; ch++) {
-                    cache.chunk(ch).summarise();
+                    KvChunk chunk = cache.chunk(ch);
+                    if (chunk.summaryTokens() != blockTokens) {
+                        if (chunk.parked()) {
+                            throw new IllegalStateException("chunk " + ch + " was parked with key summaries of " + chunk.summaryTokens()
+                                    + " positions per sub-block, sparse decode uses " + blockTokens
+                                    + ": park chunks with the sub-block size of the sparse settings");
+                        }
+                        chunk.summarise(blockTokens, summaryScratch);
+                    }
                 }
-                ensureSparseScratch(tokenPos[i] / cache.geometry().chunkTokens() + 1);
+                int chunks = tokenPos[i] / g.chunkTokens() + 1;
+                ensureSparseScratch(ChunkSelection.estimateFloats(chunks, g.chunkTokens() / blockTokens), chunks);
             }
         }
         try {
@@ -267,16 +283,27 @@ public final class ForwardPass {
         }
     }
 
-    private void ensureSparseScratch(int chunks) {
-        if (chunkBound[0].length < chunks) {
-            int size = Math.max(chunks, chunkBound[0].length * 2);
+    private void ensureSparseScratch(int estimates, int chunks) {
+        if (chunkBound[0].length < estimates) {
+            int size = Math.max(estimates, chunkBound[0].length * 2);
             for (int i = 0; i < chunkBound.length; i++) {
                 chunkBound[i] = new float[size];
+            }
+        }
+        if (chunkPick[0].length < chunks) {
+            int size = Math.max(chunks, chunkPick[0].length * 2);
+            for (int i = 0; i < chunkPick.length; i++) {
                 chunkPick[i] = new boolean[size];
             }
         }
         if (parkedNeed.length < chunks) {
             parkedNeed = new boolean[Math.max(chunks, parkedNeed.length * 2)];
+        }
+    }
+
+    private void ensureSummaryScratch(KvGeometry g) {
+        if (summaryScratch.length < KvChunk.summaryScratchFloats(g)) {
+            summaryScratch = new float[KvChunk.summaryScratchFloats(g)];
         }
     }
 
@@ -381,11 +408,12 @@ public final class ForwardPass {
                 }
                 boolean dense = true;
                 // The probe compares with dense attention over every chunk: then every chunk needs a body.
-                if (tokenDecode[u] && stepSparse.engages(l, positions) && probe == null) {
+                if (tokenDecode[u] && stepSparse.engages(l, positions) && probe == null
+                        && stepSparse.scoring() != SparseAttention.Scoring.EXACT) { // exact scoring reads every chunk's keys
                     dense = false;
                     for (int kvHead = 0; kvHead < c.kvHeads() && !dense; kvHead++) {
                         if (ChunkSelection.select(cache, l, kvHead, q, u * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
-                                positions, stepSparse.budgetTokens(), chunkBound[0], chunkPick[0])) {
+                                positions, stepSparse, (float) (1.0 / Math.sqrt(hd)), chunkBound[0], chunkPick[0], scores[0], kvScratch[0])) {
                             for (int ch = 0; ch < upTo; ch++) {
                                 parkedNeed[ch] |= chunkPick[0][ch];
                             }
@@ -572,8 +600,8 @@ public final class ForwardPass {
 
         /**
          * Attention of query head {@code h} of token {@code t} over the sink chunk, the tail chunk and
-         * the full chunks between them with the highest Quest bound (the maximum over the query heads
-         * of {@code kvHead}'s group, so the group shares one choice), as many as the budget holds.
+         * the full chunks between them that rank highest ({@link ChunkSelection}; the group of
+         * {@code kvHead} shares one choice), as many as the budget holds.
          * Returns false, having done nothing, when the budget covers every chunk: dense attention
          * then gives the same result.
          */
@@ -581,12 +609,12 @@ public final class ForwardPass {
             int chunkTokens = cache.geometry().chunkTokens();
             int hd = c.headDim();
             boolean[] pick = chunkPick[worker];
+            float[] scratch = kvScratch[worker];
             if (!ChunkSelection.select(cache, layer, kvHead, q, t * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
-                    positions, sp.budgetTokens(), chunkBound[worker], pick)) {
+                    positions, sp, scale, chunkBound[worker], pick, scores[worker], scratch)) {
                 return false;
             }
             int tail = (positions - 1) / chunkTokens;
-            float[] scratch = kvScratch[worker];
             ChunkSelection.attendChosen(cache, layer, kvHead, q, qOff, positions, scale, pick, scores[worker], att, qOff, scratch);
             if (pr != null) {
                 pr.record(worker, cache, layer, kvHead, q, qOff, positions, scale, pick, tail, scratch);

@@ -11,8 +11,10 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /**
- * Key summaries (per-channel min and max of a chunk's keys, per layer and KV head): the Quest bound
- * built from them is never below a real score, on every KV format, and it is tight per channel.
+ * Key summaries (per-channel min, max, mean and variance of a chunk's keys, per layer, KV head and
+ * sub-block): computed only when asked for, from the keys exactly as the scoring kernel reads them;
+ * the Quest bound built from them is never below a real score, on every KV format and sub-block
+ * size, and it is tight per channel.
  */
 class KvChunkSummaryTest {
     static final int CHUNKS = 3;
@@ -41,53 +43,145 @@ class KvChunkSummaryTest {
 
     @ParameterizedTest
     @EnumSource(KvFormat.class)
-    void shouldBoundEveryKeyScoreWhenChunkIsSealed(KvFormat format) {
+    void shouldBoundEveryKeyScoreWhenSummarised(KvFormat format) {
         KvGeometry g = new KvGeometry(2, 3, 48, 64, format);
         try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = filled(store, 5)) {
             Random r = new Random(6);
             float[] q = new float[g.headDim()];
             float[] scores = new float[g.chunkTokens()];
             float[] scratch = new float[KvChunk.scratchFloats(g)];
+            float[] keys = new float[KvChunk.summaryScratchFloats(g)];
             int checked = 0;
-            for (int ch = 0; ch < CHUNKS; ch++) {
-                KvChunk chunk = cache.chunk(ch);
-                assertTrue(chunk.summarised(), "chunk " + ch + " sealed without a summary");
-                for (int l = 0; l < g.layers(); l++) {
-                    for (int h = 0; h < g.kvHeads(); h++) {
-                        for (int trial = 0; trial < 40; trial++) {
-                            double magnitude = 0;
-                            for (int i = 0; i < q.length; i++) {
-                                q[i] = (float) (r.nextGaussian() * (trial % 4 == 0 ? 10 : 1));
-                                magnitude += Math.abs(q[i]) * 12;
-                            }
-                            chunk.keyScores(l, h, q, 0, g.chunkTokens(), 1f, scores, 0, scratch);
-                            float max = Float.NEGATIVE_INFINITY;
-                            for (float s : scores) {
-                                max = Math.max(max, s);
-                            }
-                            float bound = chunk.keyScoreBound(l, h, q, 0);
-                            // Float sums in another order than the kernel's: allow their rounding only.
-                            assertTrue(bound >= max - 1e-5 * magnitude, format + " chunk " + ch + " layer " + l + " head " + h
-                                    + ": bound " + bound + " below the real maximum score " + max);
-                            checked++;
-                        }
-                        // Per channel, the bound of a one-hot query is the extreme key of that channel itself.
-                        for (int i = 0; i < q.length; i++) {
-                            java.util.Arrays.fill(q, 0f);
-                            for (float sign : new float[] {1f, -1f}) {
-                                q[i] = sign;
-                                chunk.keyScores(l, h, q, 0, g.chunkTokens(), 1f, scores, 0, scratch);
-                                float max = Float.NEGATIVE_INFINITY;
-                                for (float s : scores) {
-                                    max = Math.max(max, s);
+            for (int blockTokens : new int[] {64, 16}) {
+                for (int ch = 0; ch < CHUNKS; ch++) {
+                    KvChunk chunk = cache.chunk(ch);
+                    if (blockTokens == 64) {
+                        assertFalse(chunk.summarised(), "chunk " + ch + ": sealing must not compute a summary (it is lazy)");
+                    }
+                    chunk.summarise(blockTokens, keys);
+                    assertEquals(blockTokens, chunk.summaryTokens());
+                    assertEquals(64 / blockTokens, chunk.summaryBlocks());
+                    for (int l = 0; l < g.layers(); l++) {
+                        for (int h = 0; h < g.kvHeads(); h++) {
+                            for (int trial = 0; trial < 40; trial++) {
+                                double magnitude = 0;
+                                for (int i = 0; i < q.length; i++) {
+                                    q[i] = (float) (r.nextGaussian() * (trial % 4 == 0 ? 10 : 1));
+                                    magnitude += Math.abs(q[i]) * 12;
                                 }
-                                assertEquals(max, chunk.keyScoreBound(l, h, q, 0), format + " channel " + i + " sign " + sign);
+                                chunk.keyScores(l, h, q, 0, g.chunkTokens(), 1f, scores, 0, scratch);
+                                float chunkMax = Float.NEGATIVE_INFINITY;
+                                for (int b = 0; b < chunk.summaryBlocks(); b++) {
+                                    float max = Float.NEGATIVE_INFINITY;
+                                    for (int t = b * blockTokens; t < (b + 1) * blockTokens; t++) {
+                                        max = Math.max(max, scores[t]);
+                                    }
+                                    chunkMax = Math.max(chunkMax, max);
+                                    float bound = chunk.keyScoreBound(l, h, b, q, 0);
+                                    // Float sums in another order than the kernel's: allow their rounding only.
+                                    assertTrue(bound >= max - 1e-5 * magnitude, format + " chunk " + ch + " layer " + l + " head " + h
+                                            + " sub-block " + b + "/" + blockTokens + ": bound " + bound + " below the real maximum score " + max);
+                                    // The Gaussian estimate never claims more than the bound allows.
+                                    assertTrue(chunk.keyLogMeanExp(l, h, b, q, 0, 0.5f) <= 0.5f * bound, format + " sub-block " + b);
+                                    checked++;
+                                }
+                                assertTrue(chunk.keyScoreBound(l, h, q, 0) >= chunkMax - 1e-5 * magnitude, format + " whole chunk");
+                            }
+                            // Per channel, the bound of a one-hot query is the extreme key of that channel itself.
+                            for (int i = 0; i < q.length; i++) {
+                                java.util.Arrays.fill(q, 0f);
+                                for (float sign : new float[] {1f, -1f}) {
+                                    q[i] = sign;
+                                    chunk.keyScores(l, h, q, 0, g.chunkTokens(), 1f, scores, 0, scratch);
+                                    for (int b = 0; b < chunk.summaryBlocks(); b++) {
+                                        float max = Float.NEGATIVE_INFINITY;
+                                        double sum = 0;
+                                        for (int t = b * blockTokens; t < (b + 1) * blockTokens; t++) {
+                                            max = Math.max(max, scores[t]);
+                                            sum += scores[t];
+                                        }
+                                        assertEquals(max, chunk.keyScoreBound(l, h, b, q, 0), format + " channel " + i + " sign " + sign);
+                                        assertEquals(sum / blockTokens, chunk.keyMeanScore(l, h, b, q, 0), 1e-4,
+                                                format + " mean of channel " + i + " sub-block " + b);
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
-            assertEquals(CHUNKS * g.layers() * g.kvHeads() * 40, checked);
+            assertEquals(CHUNKS * g.layers() * g.kvHeads() * 40 * (1 + 4), checked);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(KvFormat.class)
+    void shouldDecodeKeysAsTheScoringKernelReadsThem(KvFormat format) {
+        KvGeometry g = new KvGeometry(2, 2, 48, 64, format);
+        try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = filled(store, 17)) {
+            KvChunk chunk = cache.chunk(1);
+            float[] keys = new float[KvChunk.summaryScratchFloats(g)];
+            float[] oneHot = new float[g.headDim()];
+            float[] column = new float[g.chunkTokens()];
+            float[] scratch = new float[KvChunk.scratchFloats(g)];
+            for (int l = 0; l < g.layers(); l++) {
+                for (int h = 0; h < g.kvHeads(); h++) {
+                    chunk.decodeKeys(l, h, keys);
+                    for (int c = 0; c < g.headDim(); c++) {
+                        oneHot[c] = 1f;
+                        chunk.keyScores(l, h, oneHot, 0, g.chunkTokens(), 1f, column, 0, scratch);
+                        oneHot[c] = 0f;
+                        for (int t = 0; t < g.chunkTokens(); t++) {
+                            assertEquals(column[t], keys[c * g.chunkTokens() + t], format + " layer " + l + " head " + h + " channel " + c
+                                    + " token " + t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldEstimateExactMassWhenKeysOfSubBlockAreEqual() {
+        // Identical keys within each 16-token sub-block: zero variance, so the Gaussian estimate is exact.
+        KvGeometry g = new KvGeometry(1, 1, 8, 64, KvFormat.F32);
+        try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = new KvCache(store)) {
+            cache.reserve(64);
+            Random r = new Random(4);
+            float[][] blockKey = new float[4][8];
+            for (float[] k : blockKey) {
+                for (int i = 0; i < k.length; i++) {
+                    k[i] = (float) r.nextGaussian();
+                }
+            }
+            for (int p = 0; p < 64; p++) {
+                cache.chunk(0).write(0, p, blockKey[p / 16], 0, new float[8], 0);
+            }
+            cache.setLength(64);
+            KvChunk chunk = cache.chunk(0);
+            chunk.summarise(16, new float[KvChunk.summaryScratchFloats(g)]);
+            float[] q = new float[8];
+            for (int i = 0; i < 8; i++) {
+                q[i] = (float) r.nextGaussian();
+            }
+            for (int b = 0; b < 4; b++) {
+                double dot = 0;
+                for (int i = 0; i < 8; i++) {
+                    dot += q[i] * blockKey[b][i];
+                }
+                assertEquals(0.3 * dot, chunk.keyLogMeanExp(0, 0, b, q, 0, 0.3f), 1e-5, "sub-block " + b);
+            }
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldRejectSubBlocksThatDoNotDivideTheChunk() {
+        KvGeometry g = new KvGeometry(1, 1, 8, 64, KvFormat.F16);
+        try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = filled(store, 2)) {
+            float[] keys = new float[KvChunk.summaryScratchFloats(g)];
+            assertThrows(IllegalArgumentException.class, () -> cache.chunk(0).summarise(24, keys));
+            assertThrows(IllegalArgumentException.class, () -> cache.chunk(0).summarise(0, keys));
+            assertFalse(cache.chunk(0).summarised());
         }
     }
 
@@ -98,6 +192,7 @@ class KvChunkSummaryTest {
         try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE)) {
             KvCache cache = filled(store, 9);
             KvChunk first = cache.chunk(CHUNKS - 1); // released last, so handed out first
+            first.summarise();
             assertTrue(first.summarised());
             cache.close();
             KvChunk again = store.allocateSealed();
@@ -120,6 +215,7 @@ class KvChunkSummaryTest {
             java.lang.foreign.MemorySegment.copy(original.data(), 0, restored.data(), 0, original.data().byteSize());
             copy.appendFull(restored);
             assertFalse(restored.summarised(), "appending computes nothing: sparse decode summarises when it needs to");
+            original.summarise();
             restored.summarise();
             Random r = new Random(3);
             float[] q = new float[g.headDim()];

@@ -122,7 +122,7 @@ class ParkedChunksTest {
         for (int ch = 1; ch < cache.fullChunks(); ch++) {
             if (!cache.chunk(ch).parked()) {
                 tier.put(ch, cache.chunk(ch));
-                cache.park(ch, tier, ch);
+                cache.park(ch, tier, ch, SPARSE.summaryTokens(CHUNK));
             }
         }
     }
