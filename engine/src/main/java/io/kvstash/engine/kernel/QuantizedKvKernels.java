@@ -171,7 +171,39 @@ public final class QuantizedKvKernels {
             kiviScoresFromScratch(bits, seg, block + codesOff, chunkTokens, d, factor, out, outOff, scratch);
             return;
         }
-        prepareQuery(seg, block, scalesOff, groups, d, q, qOff, scratch);
+        // scratch: (q ⊙ scale) as [group][D], then q · min per group (as prepareQueryScalar); written
+        // out here for the reason given in kiviAccumulateValues.
+        {
+            int bound = Simd.F.loopBound(d);
+            for (int g = 0; g < groups; g++) {
+                long mins = block + 2L * g * d;
+                long scales = block + scalesOff + 2L * g * d;
+                FloatVector qm = FloatVector.zero(Simd.F);
+                int c = 0;
+                for (; c < bound; c += Simd.FL) {
+                    FloatVector qv = FloatVector.fromArray(Simd.F, q, qOff + c);
+                    // Half → float written out here, not called: a vector passed to a method the JIT
+                    // does not inline is boxed. Mins and scales are finite (the encoder saturates).
+                    IntVector sh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, scales + 2L * c, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.S2I, Simd.I, 0);
+                    FloatVector sc = sh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
+                            .reinterpretAsInts().or(sh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+                    IntVector mh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, mins + 2L * c, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.S2I, Simd.I, 0);
+                    FloatVector mn = mh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
+                            .reinterpretAsInts().or(mh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+                    qv.mul(sc).intoArray(scratch, g * d + c);
+                    qm = qv.fma(mn, qm);
+                }
+                float sum = Simd.sum(qm);
+                for (; c < d; c++) {
+                    float qc = q[qOff + c];
+                    scratch[g * d + c] = qc * half(seg, scales + 2L * c);
+                    sum += qc * half(seg, mins + 2L * c);
+                }
+                scratch[qmAt + g] = sum;
+            }
+        }
         int perByte = 8 / bits;
         int stride = chunkTokens / perByte;
         int mask = (1 << bits) - 1;
@@ -244,40 +276,6 @@ public final class QuantizedKvKernels {
         }
     }
 
-    private static void prepareQuery(MemorySegment seg, long block, long scalesOff, int groups, int d, float[] q, int qOff,
-                                     float[] scratch) {
-        int qmAt = groups * d;
-        int bound = Simd.F.loopBound(d);
-        for (int g = 0; g < groups; g++) {
-            long mins = block + 2L * g * d;
-            long scales = block + scalesOff + 2L * g * d;
-            FloatVector qm = FloatVector.zero(Simd.F);
-            int c = 0;
-            for (; c < bound; c += Simd.FL) {
-                FloatVector qv = FloatVector.fromArray(Simd.F, q, qOff + c);
-                // Half → float written out here, not called: a vector passed to a method the JIT
-                // does not inline is boxed. Mins and scales are finite (the encoder saturates).
-                IntVector sh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, scales + 2L * c, ByteOrder.LITTLE_ENDIAN)
-                        .convertShape(VectorOperators.S2I, Simd.I, 0);
-                FloatVector sc = sh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
-                        .reinterpretAsInts().or(sh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
-                IntVector mh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, mins + 2L * c, ByteOrder.LITTLE_ENDIAN)
-                        .convertShape(VectorOperators.S2I, Simd.I, 0);
-                FloatVector mn = mh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
-                        .reinterpretAsInts().or(mh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
-                qv.mul(sc).intoArray(scratch, g * d + c);
-                qm = qv.fma(mn, qm);
-            }
-            float sum = Simd.sum(qm);
-            for (; c < d; c++) {
-                float qc = q[qOff + c];
-                scratch[g * d + c] = qc * half(seg, scales + 2L * c);
-                sum += qc * half(seg, mins + 2L * c);
-            }
-            scratch[qmAt + g] = sum;
-        }
-    }
-
     private static void kiviScoresFromScratch(int bits, MemorySegment seg, long codes, int chunkTokens, int d, float factor,
                                               float[] out, int outOff, float[] scratch) {
         int groups = chunkTokens / G;
@@ -311,7 +309,32 @@ public final class QuantizedKvKernels {
             kiviValuesFromScratch(bits, seg, block + codesOff, chunkTokens, d, out, outOff, scratch);
             return;
         }
-        prepareValueWeightsSimd(seg, block, scalesOff, chunkTokens, ng, w, wOff, scratch);
+        // scratch: (w ⊙ scale) as [group][C], then w · min per group (as prepareValueWeights). Written
+        // out here: as a method of its own C2 sometimes never compiled it, and the interpreted or C1
+        // vector code then allocated tens of KB per token.
+        {
+            int mgAt = ng * chunkTokens;
+            for (int g = 0; g < ng; g++) {
+                long mins = block + 2L * g * chunkTokens;
+                long scales = block + scalesOff + 2L * g * chunkTokens;
+                FloatVector mg = FloatVector.zero(Simd.F);
+                // chunkTokens is a multiple of 32 for KIVI, so whole vectors cover it.
+                for (int t = 0; t < chunkTokens; t += Simd.FL) {
+                    FloatVector wv = FloatVector.fromArray(Simd.F, w, wOff + t);
+                    IntVector sh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, scales + 2L * t, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.S2I, Simd.I, 0);
+                    FloatVector sc = sh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
+                            .reinterpretAsInts().or(sh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+                    IntVector mh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, mins + 2L * t, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.S2I, Simd.I, 0);
+                    FloatVector mn = mh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
+                            .reinterpretAsInts().or(mh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+                    wv.mul(sc).intoArray(scratch, g * chunkTokens + t);
+                    mg = wv.fma(mn, mg);
+                }
+                scratch[mgAt + g] = Simd.sum(mg);
+            }
+        }
         int perByte = 8 / bits;
         int stride = chunkTokens / perByte;
         int mask = (1 << bits) - 1;
@@ -407,31 +430,6 @@ public final class QuantizedKvKernels {
                 mg += wt * half(seg, block + 2 * at);
             }
             scratch[mgAt + g] = mg;
-        }
-    }
-
-    private static void prepareValueWeightsSimd(MemorySegment seg, long block, long scalesOff, int chunkTokens, int ng, float[] w,
-                                                int wOff, float[] scratch) {
-        int mgAt = ng * chunkTokens;
-        for (int g = 0; g < ng; g++) {
-            long mins = block + 2L * g * chunkTokens;
-            long scales = block + scalesOff + 2L * g * chunkTokens;
-            FloatVector mg = FloatVector.zero(Simd.F);
-            // chunkTokens is a multiple of 32 for KIVI, so whole vectors cover it.
-            for (int t = 0; t < chunkTokens; t += Simd.FL) {
-                FloatVector wv = FloatVector.fromArray(Simd.F, w, wOff + t);
-                IntVector sh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, scales + 2L * t, ByteOrder.LITTLE_ENDIAN)
-                        .convertShape(VectorOperators.S2I, Simd.I, 0);
-                FloatVector sc = sh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
-                        .reinterpretAsInts().or(sh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
-                IntVector mh = (IntVector) ShortVector.fromMemorySegment(Simd.S, seg, mins + 2L * t, ByteOrder.LITTLE_ENDIAN)
-                        .convertShape(VectorOperators.S2I, Simd.I, 0);
-                FloatVector mn = mh.and(0x7fff).lanewise(VectorOperators.LSHL, 13).reinterpretAsFloats().mul(0x1p112f)
-                        .reinterpretAsInts().or(mh.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
-                wv.mul(sc).intoArray(scratch, g * chunkTokens + t);
-                mg = wv.fma(mn, mg);
-            }
-            scratch[mgAt + g] = Simd.sum(mg);
         }
     }
 
