@@ -49,6 +49,8 @@ public final class ForwardPass {
     // Per-token bookkeeping of the current step: which sequence a token belongs to and its position.
     private final KvCache[] tokenCache; // (batch)
     private final int[] tokenPos;       // (batch)
+    private final int[] sealTokens;     // (batch) tokens whose sequence seals its tail this step
+    private final SealTask sealTask = new SealTask();
     private final boolean[] tokenDecode; // (batch) the token is its sequence's only one in the step
     private final KvCache[] oneCache;   // (batch) filled with the one cache of a single-sequence forward
     private final int[] allRows;        // (batch) 0, 1, 2, ... logit rows of a single-sequence step
@@ -82,6 +84,7 @@ public final class ForwardPass {
         chunkPick = new boolean[pool.threads()][0];
         tokenCache = new KvCache[maxBatch];
         tokenPos = new int[maxBatch];
+        sealTokens = new int[maxBatch];
         tokenDecode = new boolean[maxBatch];
         oneCache = new KvCache[maxBatch];
         allRows = new int[maxBatch];
@@ -356,9 +359,25 @@ public final class ForwardPass {
             matTask.run1(hb, n, layer.wDown(), xb2);
             VectorMath.add(xb2, 0, x, 0, n * dim);
         }
-        // Tokens of one sequence have ascending positions, so its last setLength is its new length.
+        // Tokens of one sequence have ascending positions (never across a chunk boundary), so its last
+        // token gives its new length. Sequences whose tail fills seal it in parallel: sealing is per
+        // sequence and the stores are thread-safe.
+        int sealing = 0;
         for (int t = 0; t < n; t++) {
-            tokenCache[t].setLength(tokenPos[t] + 1);
+            boolean last = true;
+            for (int u = t + 1; u < n && last; u++) {
+                last = tokenCache[u] != tokenCache[t];
+            }
+            if (last) {
+                if (tokenCache[t].sealsAt(tokenPos[t] + 1)) {
+                    sealTokens[sealing++] = t;
+                } else {
+                    tokenCache[t].setLength(tokenPos[t] + 1);
+                }
+            }
+        }
+        if (sealing > 0) {
+            pool.run(sealTask, sealing);
         }
         if (logitCount > 0 && logits != null) {
             for (int r = 0; r < logitCount; r++) {
@@ -553,6 +572,17 @@ public final class ForwardPass {
          */
         private static int paddedRows(PanelMatrix m) {
             return (m.rows + PanelMatrix.ROW_GRAIN - 1) / PanelMatrix.ROW_GRAIN * PanelMatrix.ROW_GRAIN;
+        }
+    }
+
+    /** Sets the new length of the sequences of the given entries of {@code sealTokens}, sealing their full tails. */
+    private final class SealTask implements ComputePool.RangeTask {
+        @Override
+        public void run(int from, int to, int worker) {
+            for (int i = from; i < to; i++) {
+                int t = sealTokens[i];
+                tokenCache[t].setLength(tokenPos[t] + 1);
+            }
         }
     }
 

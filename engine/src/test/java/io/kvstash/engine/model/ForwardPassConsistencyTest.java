@@ -173,6 +173,53 @@ class ForwardPassConsistencyTest {
         return worst;
     }
 
+    /**
+     * Sequences whose tails fill in the same step seal them on the pool's threads at once: each gets
+     * exactly the sealed chunk and the logits it gets alone. Three sequences of different prompts,
+     * prefilled to one position before the chunk boundary, then one step of one token each.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"KIVI4", "Q8"})
+    void shouldSealSequencesTogetherAsEachAlone(String formatName) {
+        KvFormat format = KvFormat.valueOf(formatName);
+        try (Subject s = open(TINY)) {
+            int vocab = s.vocab();
+            int chunk = KvGeometry.DEFAULT_CHUNK_TOKENS;
+            int[][] prompts = new int[3][];
+            for (int i = 0; i < 3; i++) {
+                prompts[i] = Arrays.copyOfRange(s.tokens(), 10 * i, 10 * i + chunk);
+            }
+            ForwardPass pass = new ForwardPass(s.model(), pool, 8);
+            byte[][] soloChunk = new byte[3][];
+            float[][] soloLogits = new float[3][vocab];
+            for (int i = 0; i < 3; i++) {
+                try (SlabKvStore store = store(s.model(), format); KvCache cache = new KvCache(store)) {
+                    pass.forward(cache, prompts[i], 0, chunk - 1, chunk - 1, null);
+                    pass.forward(cache, prompts[i], chunk - 1, 1, 0, soloLogits[i]);
+                    assertEquals(format, cache.chunk(0).format(), "sealed");
+                    soloChunk[i] = cache.chunk(0).data().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+                }
+            }
+            try (SlabKvStore store = store(s.model(), format); KvCache a = new KvCache(store); KvCache b = new KvCache(store);
+                 KvCache c = new KvCache(store)) {
+                KvCache[] caches = {a, b, c};
+                for (int i = 0; i < 3; i++) {
+                    pass.forward(caches[i], prompts[i], 0, chunk - 1, chunk - 1, null);
+                }
+                int[] last = {prompts[0][chunk - 1], prompts[1][chunk - 1], prompts[2][chunk - 1]};
+                float[] logits = new float[3 * vocab];
+                pass.step(caches, last, 0, 3, new int[] {0, 1, 2}, 3, logits);
+                for (int i = 0; i < 3; i++) {
+                    assertEquals(chunk, caches[i].length());
+                    assertArrayEquals(soloChunk[i], caches[i].chunk(0).data().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE),
+                            format + ": sequence " + i + "'s sealed chunk");
+                    assertArrayEquals(soloLogits[i], Arrays.copyOfRange(logits, i * vocab, (i + 1) * vocab),
+                            format + ": sequence " + i + "'s logits");
+                }
+            }
+        }
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {TINY, TINY_QWEN2, STORIES})
     void shouldGiveSameLogitsWhenBatchedOrCalledDifferently(String name) {
