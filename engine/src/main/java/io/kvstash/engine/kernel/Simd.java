@@ -74,22 +74,6 @@ public final class Simd {
         return s;
     }
 
-    /** The smallest lane, by a tree of lane-wise minima ({@code reduceLanes(MIN)} compiles to a slow chain here). */
-    public static float min(FloatVector v) {
-        FloatVector m = FL >= 16 ? v.min(v.rearrange(ROTATE_8)) : v;
-        m = FL >= 8 ? m.min(m.rearrange(ROTATE_4)) : m;
-        m = m.min(m.rearrange(ROTATE_2));
-        return m.min(m.rearrange(ROTATE_1)).lane(0);
-    }
-
-    /** The largest lane, by a tree of lane-wise maxima. */
-    public static float max(FloatVector v) {
-        FloatVector m = FL >= 16 ? v.max(v.rearrange(ROTATE_8)) : v;
-        m = FL >= 8 ? m.max(m.rearrange(ROTATE_4)) : m;
-        m = m.max(m.rearrange(ROTATE_2));
-        return m.max(m.rearrange(ROTATE_1)).lane(0);
-    }
-
     private static float sum8(FloatVector v) {
         return sum4(FL >= 8 ? v.add(v.rearrange(ROTATE_4)) : v);
     }

@@ -66,7 +66,7 @@ final class ChunkEncoder {
         this.halves = to.format() == KvFormat.F16 ? new short[c * d] : new short[0];
         this.simd = simd && Simd.ENABLED;
         this.transposed = new float[c * d];
-        this.groupCodes = new int[Math.max(G, c) + Simd.FL];
+        this.groupCodes = new int[G];
         this.slot = new int[c];
         this.shift = new int[c];
         if (to.format() == KvFormat.KIVI4 || to.format() == KvFormat.KIVI2) {
@@ -241,8 +241,8 @@ final class ChunkEncoder {
             lo = lo.min(v);
             hi = hi.max(v);
         }
-        float min = Simd.min(lo);
-        float max = Simd.max(hi);
+        float min = lo.reduceLanes(VectorOperators.MIN);
+        float max = hi.reduceLanes(VectorOperators.MAX);
         for (; i < n; i++) {
             min = Math.min(min, x[at + i]);
             max = Math.max(max, x[at + i]);

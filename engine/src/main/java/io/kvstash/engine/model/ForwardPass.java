@@ -359,21 +359,15 @@ public final class ForwardPass {
             matTask.run1(hb, n, layer.wDown(), xb2);
             VectorMath.add(xb2, 0, x, 0, n * dim);
         }
-        // Tokens of one sequence have ascending positions (never across a chunk boundary), so its last
-        // token gives its new length. Sequences whose tail fills seal it in parallel: sealing is per
-        // sequence and the stores are thread-safe.
+        // Tokens of one sequence have ascending positions that never cross a chunk boundary, so only a
+        // sequence's last token in the step can fill its tail. Those sequences seal in parallel:
+        // sealing is per sequence and the stores are thread-safe.
         int sealing = 0;
         for (int t = 0; t < n; t++) {
-            boolean last = true;
-            for (int u = t + 1; u < n && last; u++) {
-                last = tokenCache[u] != tokenCache[t];
-            }
-            if (last) {
-                if (tokenCache[t].sealsAt(tokenPos[t] + 1)) {
-                    sealTokens[sealing++] = t;
-                } else {
-                    tokenCache[t].setLength(tokenPos[t] + 1);
-                }
+            if (tokenCache[t].sealsAt(tokenPos[t] + 1)) {
+                sealTokens[sealing++] = t;
+            } else {
+                tokenCache[t].setLength(tokenPos[t] + 1);
             }
         }
         if (sealing > 0) {
