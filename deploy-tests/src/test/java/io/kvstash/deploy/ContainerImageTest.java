@@ -196,6 +196,12 @@ class ContainerImageTest {
                             }
                         }
                     }
+                } catch (java.io.UncheckedIOException e) {
+                    // The connection can close, as the server shuts down, before the chunked response's
+                    // final empty chunk arrives (seen once in five CI runs: "EOF reached while reading" in the
+                    // chunked decoder). What the stream carried is judged below from its events: a stream cut
+                    // before its done or error event still fails there.
+                    System.out.printf("stream connection closed after %d events: %s%n", events.size(), e.getMessage());
                 }
                 return last;
             });
