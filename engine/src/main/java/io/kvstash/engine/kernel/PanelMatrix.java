@@ -49,8 +49,20 @@ public final class PanelMatrix {
     private static final int TOKEN_ROUND = 64;
     private static final int FL = Simd.FL;
     private static final int TILE_ROWS = TILE_VECTORS * FL;
-    /** Rows worth handing to one {@link #multiply} call: a whole tile (a multiple of {@link #PANEL}). */
+    /** Rows worth handing to one {@link #multiply} call of one token: a whole tile (a multiple of {@link #PANEL}). */
     public static final int ROW_GRAIN = Math.max(PANEL, TILE_ROWS);
+    /**
+     * Rows worth handing to one {@link #multiply} call of several tokens: half a tile, which the
+     * batched path computes with a two-vector kernel as fast per row as with a whole tile. The
+     * finer grain lets two threads split the small matrices (288 rows are nine pieces instead of
+     * five, one of them padded) without one waiting a whole tile for the other.
+     */
+    public static final int BATCH_ROW_GRAIN = Math.max(PANEL, TILE_ROWS / 2);
+
+    /** The grain to split rows by for {@code tokens} tokens. */
+    public static int rowGrain(int tokens) {
+        return tokens == 1 ? ROW_GRAIN : BATCH_ROW_GRAIN;
+    }
     private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final long COLUMN_FLOAT_BYTES = PANEL * 4L;
     private static final long CODE_HEADER_BYTES = 2 * PANEL * 4L;
@@ -250,7 +262,11 @@ public final class PanelMatrix {
                         int t1 = Math.min(t0 + 1, n - 1);
                         int t2 = Math.min(t0 + 2, n - 1);
                         int t3 = Math.min(t0 + 3, n - 1);
-                        blockFourTokens(scratch, x, t0, t1, t2, t3, c0, c1, acc + t * TILE_ROWS);
+                        if (last < 2) {
+                            blockFourTokensTwoVectors(scratch, x, t0, t1, t2, t3, c0, c1, acc + t * TILE_ROWS);
+                        } else {
+                            blockFourTokens(scratch, x, t0, t1, t2, t3, c0, c1, acc + t * TILE_ROWS);
+                        }
                     }
                 }
                 for (int t = 0; t < tokens; t++) {
@@ -470,6 +486,50 @@ public final class PanelMatrix {
         a31.intoArray(w, acc + 3 * TILE_ROWS + FL);
         a32.intoArray(w, acc + 3 * TILE_ROWS + 2 * FL);
         a33.intoArray(w, acc + 3 * TILE_ROWS + 3 * FL);
+    }
+
+    /**
+     * {@link #blockFourTokens} for a tile's first two row vectors only (a half tile at the end of a
+     * range): eight accumulators, enough to keep both FMA ports busy. Every lane sums in the same
+     * order as in the whole-tile kernel, so a row's result does not depend on how rows were split.
+     */
+    private void blockFourTokensTwoVectors(float[] w, float[] x, int t0, int t1, int t2, int t3, int c0, int c1, int acc) {
+        FloatVector a00 = FloatVector.fromArray(Simd.F, w, acc);
+        FloatVector a01 = FloatVector.fromArray(Simd.F, w, acc + FL);
+        FloatVector a10 = FloatVector.fromArray(Simd.F, w, acc + TILE_ROWS);
+        FloatVector a11 = FloatVector.fromArray(Simd.F, w, acc + TILE_ROWS + FL);
+        FloatVector a20 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS);
+        FloatVector a21 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS + FL);
+        FloatVector a30 = FloatVector.fromArray(Simd.F, w, acc + 3 * TILE_ROWS);
+        FloatVector a31 = FloatVector.fromArray(Simd.F, w, acc + 3 * TILE_ROWS + FL);
+        int x0 = t0 * cols;
+        int x1 = t1 * cols;
+        int x2 = t2 * cols;
+        int x3 = t3 * cols;
+        for (int c = c0, wo = 0; c < c1; c++, wo += TILE_ROWS) {
+            FloatVector w0 = FloatVector.fromArray(Simd.F, w, wo);
+            FloatVector w1 = FloatVector.fromArray(Simd.F, w, wo + FL);
+            FloatVector b = FloatVector.broadcast(Simd.F, x[x0 + c]);
+            a00 = w0.fma(b, a00);
+            a01 = w1.fma(b, a01);
+            b = FloatVector.broadcast(Simd.F, x[x1 + c]);
+            a10 = w0.fma(b, a10);
+            a11 = w1.fma(b, a11);
+            b = FloatVector.broadcast(Simd.F, x[x2 + c]);
+            a20 = w0.fma(b, a20);
+            a21 = w1.fma(b, a21);
+            b = FloatVector.broadcast(Simd.F, x[x3 + c]);
+            a30 = w0.fma(b, a30);
+            a31 = w1.fma(b, a31);
+        }
+        a00.intoArray(w, acc);
+        a01.intoArray(w, acc + FL);
+        a10.intoArray(w, acc + TILE_ROWS);
+        a11.intoArray(w, acc + TILE_ROWS + FL);
+        a20.intoArray(w, acc + 2 * TILE_ROWS);
+        a21.intoArray(w, acc + 2 * TILE_ROWS + FL);
+        a30.intoArray(w, acc + 3 * TILE_ROWS);
+        a31.intoArray(w, acc + 3 * TILE_ROWS + FL);
     }
 
     // ---- the scalar twin: the same sums, one fused multiply-add per column ----

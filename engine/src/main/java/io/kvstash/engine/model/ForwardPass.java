@@ -495,6 +495,7 @@ public final class ForwardPass {
         private int n;
         private int outOff;
         private int outStride;
+        private int grain;
 
         void run1(float[] in, int n, PanelMatrix w0, float[] o0) {
             set(in, n, 1, w0, o0, null, null, null, null);
@@ -530,12 +531,13 @@ public final class ForwardPass {
             out[1] = o1;
             w[2] = w2;
             out[2] = o2;
+            grain = PanelMatrix.rowGrain(n);
             int rows = 0;
             for (int i = 0; i < count; i++) {
                 rows += paddedRows(w[i]);
             }
             try {
-                pool.run(this, rows, PanelMatrix.ROW_GRAIN);
+                pool.run(this, rows, grain);
             } finally {
                 this.in = null;
                 for (int i = 0; i < 3; i++) {
@@ -564,8 +566,8 @@ public final class ForwardPass {
          * Rows a matrix takes in the shared range: rounded up to the grain, so that every piece
          * starts on a panel boundary of each matrix.
          */
-        private static int paddedRows(PanelMatrix m) {
-            return (m.rows + PanelMatrix.ROW_GRAIN - 1) / PanelMatrix.ROW_GRAIN * PanelMatrix.ROW_GRAIN;
+        private int paddedRows(PanelMatrix m) {
+            return (m.rows + grain - 1) / grain * grain;
         }
     }
 

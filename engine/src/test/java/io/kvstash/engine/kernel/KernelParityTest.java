@@ -164,6 +164,13 @@ class KernelParityTest {
             p.multiply(x, n, got, 0, stride, split, rows, scratch);
             p.multiply(x, n, got, 0, stride, 0, split, scratch);
             assertArrayEqualsExactly(ref, got, what + " product of " + n + " tokens");
+            // Pieces of the pool's grain for this many tokens (half tiles when batched).
+            java.util.Arrays.fill(got, Float.NaN);
+            int grain = PanelMatrix.rowGrain(n);
+            for (int r0 = 0; r0 < rows; r0 += grain) {
+                p.multiply(x, n, got, 0, stride, r0, Math.min(rows, r0 + grain), scratch);
+            }
+            assertArrayEqualsExactly(ref, got, what + " product of " + n + " tokens in pieces of " + grain + " rows");
             for (int t = 0; t < n; t++) {
                 float[] solo = new float[rows];
                 p.multiply(java.util.Arrays.copyOfRange(x, t * cols, (t + 1) * cols), 1, solo, 0, rows, 0, rows, scratch);
