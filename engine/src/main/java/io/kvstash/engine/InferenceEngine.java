@@ -169,6 +169,20 @@ public final class InferenceEngine implements AutoCloseable {
     }
 
     /**
+     * Runs {@code task} over {@code [0, n)} on the engine's compute threads (the caller works too),
+     * serialised with the forward calls: for per-sequence work between steps, such as sampling a
+     * batch's tokens. The task gets the worker index to pick its scratch.
+     */
+    public synchronized void parallel(ComputePool.RangeTask task, int n) {
+        pool.run(task, n);
+    }
+
+    /** Compute threads, including the caller of a forward call. */
+    public int threads() {
+        return pool.threads();
+    }
+
+    /**
      * Context shift of a sequence (see {@link KvCache#shift}): keeps its first {@code keepChunks}
      * chunks (attention sinks), drops the {@code dropChunks} chunks after them and moves the rest
      * back with their keys re-rotated by the model's rope, without running the model. Serialised

@@ -68,7 +68,11 @@ public final class BatchScheduler implements AutoCloseable {
     private final int[] logitTokens;
     private final Seq[] logitSeqs;
     private final float[] logits;
-    private final float[] row;
+    /** A logit row per compute thread: sampling changes the logits (penalties), the batch's rows stay as computed. */
+    private final float[][] sampleRows;
+    private final int[] sampledTokens;
+    private final RuntimeException[] sampleErrors;
+    private final SampleTask sampleTask = new SampleTask();
 
     public BatchScheduler(InferenceEngine engine) {
         this(engine, Config.defaults(engine));
@@ -91,7 +95,9 @@ public final class BatchScheduler implements AutoCloseable {
         logitTokens = new int[config.maxActive()];
         logitSeqs = new Seq[config.maxActive()];
         logits = new float[config.maxActive() * vocab];
-        row = new float[vocab];
+        sampleRows = new float[engine.threads()][vocab];
+        sampledTokens = new int[config.maxActive()];
+        sampleErrors = new RuntimeException[config.maxActive()];
         thread = new Thread(this::loop, "kvstash-scheduler");
         thread.setDaemon(true);
         thread.start();
@@ -365,23 +371,43 @@ public final class BatchScheduler implements AutoCloseable {
                 finish(s, StopReason.LENGTH, null);
             }
         }
+        // Each row belongs to a different sequence with its own sampler: they sample in parallel,
+        // and the results are applied (listeners, stops) here, in row order.
+        if (rows > 0) {
+            engine.parallel(sampleTask, rows);
+        }
         for (int r = 0; r < rows; r++) {
             Seq s = logitSeqs[r];
             logitSeqs[r] = null;
-            System.arraycopy(logits, r * vocab, row, 0, vocab);
-            sampled(s, row);
+            RuntimeException error = sampleErrors[r];
+            sampleErrors[r] = null;
+            if (error != null) {
+                finish(s, StopReason.ERROR, error);
+            } else {
+                sampled(s, sampledTokens[r]);
+            }
         }
     }
 
-    /** Mirrors {@link InferenceEngine#generate}: sample, stop or emit, then decide whether to go on. */
-    private void sampled(Seq s, float[] logits) {
-        int token;
-        try {
-            token = s.sampler.sample(logits, s.history, s.count);
-        } catch (RuntimeException e) {
-            finish(s, StopReason.ERROR, e);
-            return;
+    /** Samples the next token of the sequence of each logit row in its range. */
+    private final class SampleTask implements io.kvstash.engine.kernel.ComputePool.RangeTask {
+        @Override
+        public void run(int from, int to, int worker) {
+            float[] row = sampleRows[worker];
+            for (int r = from; r < to; r++) {
+                Seq s = logitSeqs[r];
+                System.arraycopy(logits, r * vocab, row, 0, vocab);
+                try {
+                    sampledTokens[r] = s.sampler.sample(row, s.history, s.count);
+                } catch (RuntimeException e) {
+                    sampleErrors[r] = e;
+                }
+            }
         }
+    }
+
+    /** Mirrors {@link InferenceEngine#generate}: stop or emit the sampled token, then decide whether to go on. */
+    private void sampled(Seq s, int token) {
         if (!s.ignoreEndOfGeneration && tokenizer.isEndOfGeneration(token)) {
             finish(s, StopReason.STOP, null);
             return;

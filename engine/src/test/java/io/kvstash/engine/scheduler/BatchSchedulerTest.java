@@ -101,14 +101,20 @@ class BatchSchedulerTest {
 
     /** Solo generate, batched scheduler, same tokens and stop reason for every prompt. */
     static void assertBatchedEqualsSolo(InferenceEngine e, List<int[]> prompts, int maxTokens, String what) throws Exception {
+        assertBatchedEqualsSolo(e, prompts, i -> SamplingParams.greedy(), maxTokens, what);
+    }
+
+    /** As above with each prompt's own sampling settings (seeded, so a solo run is the reference). */
+    static void assertBatchedEqualsSolo(InferenceEngine e, List<int[]> prompts, java.util.function.IntFunction<SamplingParams> params,
+                                        int maxTokens, String what) throws Exception {
         List<InferenceEngine.Generation> solo = new ArrayList<>();
-        for (int[] p : prompts) {
-            solo.add(e.generate(p, SamplingParams.greedy(), maxTokens, text -> true));
+        for (int i = 0; i < prompts.size(); i++) {
+            solo.add(e.generate(prompts.get(i), params.apply(i), maxTokens, text -> true));
         }
         List<Generation> handles = new ArrayList<>();
         try (BatchScheduler s = new BatchScheduler(e)) {
-            for (int[] p : prompts) {
-                handles.add(s.submit(p, SamplingParams.greedy(), maxTokens, null));
+            for (int i = 0; i < prompts.size(); i++) {
+                handles.add(s.submit(prompts.get(i), params.apply(i), maxTokens, null));
             }
             for (int i = 0; i < prompts.size(); i++) {
                 int[] p = prompts.get(i);
@@ -150,6 +156,16 @@ class BatchSchedulerTest {
         Path model = TestModels.model(STORIES);
         try (InferenceEngine e = open(model, format)) {
             assertBatchedEqualsSolo(e, storyPrompts(e), 100, STORIES + " " + format);
+        }
+    }
+
+    @Test
+    void shouldMatchSoloWhenEachSequenceSamplesWithItsOwnSeedAndSettings() throws Exception {
+        // The batch's tokens are sampled on both compute threads, each sequence by its own sampler:
+        // every sequence must still draw exactly what it draws alone.
+        try (InferenceEngine e = open(tiny, KvFormat.KIVI4)) {
+            assertBatchedEqualsSolo(e, tinyPrompts(e), i -> i % 3 == 0 ? SamplingParams.greedy()
+                    : new SamplingParams(0.6f + 0.1f * i, i % 2 == 0 ? 0 : 20, 0.9f, 0.02f, 1.1f, 32, 1_000 + i), 60, "tiny KIVI4 sampled");
         }
     }
 
