@@ -189,7 +189,7 @@ public final class InferenceEngine implements AutoCloseable {
      * with the forward calls. Returns the sequence's new length. If it throws, close the cache.
      */
     public synchronized int shift(KvCache cache, int keepChunks, int dropChunks) {
-        return cache.shift(keepChunks, dropChunks, rotation);
+        return cache.shift(keepChunks, dropChunks, rotation, pool);
     }
 
     /** Switches how decoding tokens attend (from the next step on); starts as {@link EngineOptions#sparse()}. */

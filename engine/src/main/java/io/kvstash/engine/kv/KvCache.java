@@ -1,5 +1,6 @@
 package io.kvstash.engine.kv;
 
+import io.kvstash.engine.kernel.ComputePool;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -150,6 +151,17 @@ public final class KvCache implements AutoCloseable {
      * @throws IllegalArgumentException when the cache does not hold the kept and dropped chunks
      */
     public int shift(int keepChunks, int dropChunks, KeyRotation rotation) {
+        return shift(keepChunks, dropChunks, rotation, null);
+    }
+
+    /**
+     * As {@link #shift(int, int, KeyRotation)}, moving the chunks in parallel on {@code pool}
+     * (null: on this thread): each moved chunk is decoded, rotated and sealed on its own. The
+     * rotation must allow concurrent calls with the same delta ({@code RopeRotation} does once it
+     * holds that delta; this method sets it first). If a chunk fails, the chunks moved so far are
+     * released and the cache is unchanged.
+     */
+    public int shift(int keepChunks, int dropChunks, KeyRotation rotation, ComputePool pool) {
         if (parked > 0) {
             throw new IllegalStateException("cannot shift a cache with " + parked + " parked chunks");
         }
@@ -159,40 +171,72 @@ public final class KvCache implements AutoCloseable {
         }
         KvGeometry g = store.geometry();
         int c = chunkTokens;
-        int d = g.headDim();
         int delta = -dropChunks * c;
-        float[] block = new float[c * d]; // (C, D) one block being moved
-        KvChunkDecoder decoder = new KvChunkDecoder(g);
+        int first = keepChunks + dropChunks;
         int used = (length + c - 1) / c;
-        for (int i = keepChunks + dropChunks; i < used; i++) {
-            KvChunk old = chunks.get(i);
-            int filled = Math.min(c, length - i * c);
-            KvChunk moved = store.allocate();
-            try {
-                for (int layer = 0; layer < g.layers(); layer++) {
-                    for (int head = 0; head < g.kvHeads(); head++) {
-                        decoder.decodeBlock(old, layer, false, head, block);
-                        rotation.rotate(block, filled, delta);
-                        copyBlock(block, moved, layer, false, head);
-                        decoder.decodeBlock(old, layer, true, head, block);
-                        copyBlock(block, moved, layer, true, head);
+        KvChunk[] moved = new KvChunk[Math.max(0, used - first)];
+        RuntimeException[] failure = new RuntimeException[1];
+        rotation.rotate(new float[0], 0, delta); // takes the delta before the threads share the rotation
+        ComputePool.RangeTask move = (from, to, worker) -> {
+            float[] block = new float[c * g.headDim()]; // (C, D) one block being moved
+            KvChunkDecoder decoder = new KvChunkDecoder(g);
+            for (int i = from; i < to; i++) {
+                try {
+                    moved[i] = moveChunk(chunks.get(first + i), Math.min(c, length - (first + i) * c), delta, rotation, decoder, block);
+                } catch (RuntimeException e) {
+                    synchronized (failure) {
+                        if (failure[0] == null) {
+                            failure[0] = e;
+                        }
                     }
                 }
-                if (filled == c && g.format() != KvFormat.F32) {
-                    moved = store.seal(moved);
-                }
-            } catch (RuntimeException e) {
-                store.release(moved);
-                throw e;
             }
-            chunks.set(i, moved);
-            store.release(old);
+        };
+        if (pool == null) {
+            move.run(0, moved.length, 0);
+        } else {
+            pool.run(move, moved.length);
+        }
+        if (failure[0] != null) {
+            for (KvChunk m : moved) {
+                if (m != null) {
+                    store.release(m);
+                }
+            }
+            throw failure[0];
+        }
+        for (int i = 0; i < moved.length; i++) {
+            store.release(chunks.set(first + i, moved[i]));
         }
         for (int i = 0; i < dropChunks && chunks.size() > keepChunks; i++) {
             store.release(chunks.remove(keepChunks));
         }
         length -= dropChunks * c;
         return length;
+    }
+
+    /** A copy of {@code old} ({@code filled} positions) with its keys rotated by {@code delta}, sealed when full. */
+    private KvChunk moveChunk(KvChunk old, int filled, int delta, KeyRotation rotation, KvChunkDecoder decoder, float[] block) {
+        KvGeometry g = store.geometry();
+        KvChunk moved = store.allocate();
+        try {
+            for (int layer = 0; layer < g.layers(); layer++) {
+                for (int head = 0; head < g.kvHeads(); head++) {
+                    decoder.decodeBlock(old, layer, false, head, block);
+                    rotation.rotate(block, filled, delta);
+                    copyBlock(block, moved, layer, false, head);
+                    decoder.decodeBlock(old, layer, true, head, block);
+                    copyBlock(block, moved, layer, true, head);
+                }
+            }
+            if (filled == chunkTokens && g.format() != KvFormat.F32) {
+                moved = store.seal(moved);
+            }
+            return moved;
+        } catch (RuntimeException e) {
+            store.release(moved);
+            throw e;
+        }
     }
 
     private static void copyBlock(float[] block, KvChunk f32, int layer, boolean value, int head) {
