@@ -286,6 +286,54 @@ class ParkedChunksTest {
     }
 
     @Test
+    void shouldAttendInRoundsForOneSequenceOfABatchedStep() {
+        // Two sequences decode in one step: one with every chunk resident (one pass), one with 11 parked
+        // chunks and 2 slots (rounds); each gets the logits it gets alone with every chunk resident.
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            ModelConfig c = model.config();
+            int vocab = c.vocabularySize();
+            KvGeometry g = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, KvFormat.KIVI4);
+            int[] a = ForwardPassReferenceTest.randomTokens(vocab, ROUNDS_PREFILL + 4, 21);
+            int[] b = ForwardPassReferenceTest.randomTokens(vocab, ROUNDS_PREFILL + 4, 22);
+            for (SparseAttention sparse : new SparseAttention[] {SparseAttention.OFF, ROUNDS_SPARSE}) {
+                ForwardPass pass = new ForwardPass(model, pool, 64);
+                pass.setSparse(sparse);
+                float[] aloneA = new float[4 * vocab];
+                float[] aloneB = new float[4 * vocab];
+                float[] batched = new float[2 * 4 * vocab];
+                HeapTier tier = new HeapTier();
+                try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache ca = new KvCache(store); KvCache cb = new KvCache(store);
+                     KvCache ra = new KvCache(store); KvCache rb = new KvCache(store)) {
+                    pass.forward(ca, a, 0, ROUNDS_PREFILL, ROUNDS_PREFILL, null);
+                    pass.forward(cb, b, 0, ROUNDS_PREFILL, ROUNDS_PREFILL, null);
+                    pass.forward(ra, a, 0, ROUNDS_PREFILL, ROUNDS_PREFILL, null);
+                    pass.forward(rb, b, 0, ROUNDS_PREFILL, ROUNDS_PREFILL, null);
+                    cb.useTransientChunks(new TransientChunks(g, 2, false));
+                    parkNew(cb, tier, sparse);
+                    float[] row = new float[vocab];
+                    int[] both = new int[2];
+                    for (int i = 0; i < 4; i++) {
+                        pass.forward(ra, a, ROUNDS_PREFILL + i, 1, 0, row);
+                        System.arraycopy(row, 0, aloneA, i * vocab, vocab);
+                        pass.forward(rb, b, ROUNDS_PREFILL + i, 1, 0, row);
+                        System.arraycopy(row, 0, aloneB, i * vocab, vocab);
+                        both[0] = a[ROUNDS_PREFILL + i];
+                        both[1] = b[ROUNDS_PREFILL + i];
+                        float[] rows = new float[2 * vocab];
+                        pass.step(new KvCache[] {ca, cb}, both, 0, 2, new int[] {0, 1}, 2, rows);
+                        System.arraycopy(rows, 0, batched, i * vocab, vocab);
+                        System.arraycopy(rows, vocab, batched, (4 + i) * vocab, vocab);
+                    }
+                }
+                String what = sparse.enabled() ? "sparse" : "dense";
+                assertArrayEquals(aloneA, java.util.Arrays.copyOfRange(batched, 0, 4 * vocab), what + ": the resident sequence attends in one pass");
+                assertCloseRows(aloneB, java.util.Arrays.copyOfRange(batched, 4 * vocab, 8 * vocab), vocab, what + ": the parked sequence in rounds");
+                assertTrue(tier.fetched.get() > 4 * 11, "rounds read chunks again: " + tier.fetched.get());
+            }
+        }
+    }
+
+    @Test
     void shouldReportUnavailableChunkWhenRoundsReadIt() {
         try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
             ModelConfig c = model.config();
