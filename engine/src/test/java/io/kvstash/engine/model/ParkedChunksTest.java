@@ -334,6 +334,18 @@ class ParkedChunksTest {
     }
 
     @Test
+    void shouldFailClearlyWhenExactScoringNeedsMoreChunksThanSlots() {
+        // Exact scoring (a CLI reference) reads every chunk's keys to choose: it cannot run in rounds.
+        SparseAttention exact = new SparseAttention(true, 4 * CHUNK, 0, 0, SparseAttention.Scoring.EXACT, SPARSE.summaryTokens(CHUNK));
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            IllegalStateException e = assertThrows(IllegalStateException.class,
+                    () -> decode(model, KvFormat.F16, exact, 2, false, new HeapTier()));
+            assertTrue(e.getMessage().contains("layer 0 needs 8 parked chunks at once, but there are 2 transient slots, and exact chunk scoring"),
+                    e.getMessage());
+        }
+    }
+
+    @Test
     void shouldReportUnavailableChunkWhenRoundsReadIt() {
         try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
             ModelConfig c = model.config();
