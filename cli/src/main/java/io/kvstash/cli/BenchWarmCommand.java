@@ -39,11 +39,16 @@ import picocli.CommandLine.Spec;
                         + " per step (each step reads the union of its layers' picks); both also with prefetch (while a layer"
                         + " attends, the chunks the next layer needed in the previous step are read on a background thread); sparse warm kept (slots keep chunks across"
                         + " steps, least recently used out) with and without prefetch. reads/step: chunks read"
-                        + " synchronously before a layer's attention; prefetch/step: chunks read by the prefetch thread.",
+                        + " synchronously before a layer's attention; prefetch/step: chunks read by the prefetch thread."
+                        + " With --round-slots, dense and sparse warm kept in each given number of slots: a layer that needs more"
+                        + " parked chunks than the slots hold attends in rounds (a slot-full at a time, merged by log-sum-exp).",
                 "ms/token: wall time of one decode step; cpu ms: process CPU time per step (all threads: compute, RocksDB,"
-                        + " prefetch); the machine may be shared, so wall time is noisy. hot bytes: chunks resident in the store (sink,"
+                        + " prefetch, JIT, GC); thread cpu ms: CPU time of the stepping thread, the compute pool's workers (their"
+                        + " spin-waits included) and the prefetch thread; the machine may be shared, so wall time is noisy. hot bytes: chunks resident in the store (sink,"
                         + " tail; every chunk for hot variants) + key summaries (sparse or parked) + transient slots."
-                        + " Sparse warm logits are checked bit for bit against sparse hot, dense warm against dense hot."})
+                        + " Sparse warm logits are checked bit for bit against sparse hot, dense warm against dense hot (same: yes);"
+                        + " rounds sum in another order, so there the column gives the largest logit difference relative to the"
+                        + " step's largest logit when every greedy token is the same (NO when one differs)."})
 final class BenchWarmCommand implements Callable<Integer> {
     @Mixin
     EngineOptionsMixin engine;
@@ -67,6 +72,10 @@ final class BenchWarmCommand implements Callable<Integer> {
             + " one layer needed at once in the read-per-step run).")
     int slots;
 
+    @Option(names = "--round-slots", split = ",", paramLabel = "N[,N...]", description = "Also dense and sparse warm kept in this"
+            + " many slots each, attending in rounds where a layer needs more (e.g. 8,16,32,64; default none).")
+    int[] roundSlots = {};
+
     @Option(names = "--no-blob-files", description = "Store chunk values inside the table files (block cache) instead of blob files.")
     boolean noBlobFiles;
 
@@ -76,7 +85,7 @@ final class BenchWarmCommand implements Callable<Integer> {
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
-    private record Result(String name, double msWall, double msCpu, double chunksRead, double chunksPrefetched, long residentBytes, long summaryBytes,
+    private record Result(String name, double msWall, double msCpu, double msThreadCpu, double chunksRead, double chunksPrefetched, long residentBytes, long summaryBytes,
                           long transientBytes, String sameLogits) {
         long hotBytes() {
             return residentBytes + summaryBytes + transientBytes;
@@ -93,6 +102,11 @@ final class BenchWarmCommand implements Callable<Integer> {
         }
         if (steps < 1 || warmup < 0 || !(budget > 0 && budget <= 1)) {
             throw new IllegalArgumentException("--steps must be at least 1, --warmup not negative, --budget in (0, 1]");
+        }
+        for (int n : roundSlots) {
+            if (n < 1) {
+                throw new IllegalArgumentException("--round-slots: every slot count must be at least 1, got " + n);
+            }
         }
         EngineOptions options = engine.options();
         int chunkTokens = options.chunkTokens();
@@ -122,7 +136,7 @@ final class BenchWarmCommand implements Callable<Integer> {
 
             float[][] denseLogits = new float[steps][vocab];
             float[][] sparseLogits = new float[steps][vocab];
-            Result[] results = new Result[9];
+            Result[] results = new Result[9 + 2 * roundSlots.length];
             int r = 0;
             e.setSparse(SparseAttention.OFF);
             results[r++] = run(e, cache, ids, "dense, hot", null, false, null, null, 0);
@@ -160,8 +174,19 @@ final class BenchWarmCommand implements Callable<Integer> {
             }
             cache.useTransientChunks(new TransientChunks(g, kept, true));
             results[r++] = run(e, cache, ids, "sparse, warm, kept, " + kept + " slots, prefetch", warm, false, sparseLogits, null, summaries);
+            for (int n : roundSlots) {
+                e.setSparse(SparseAttention.OFF);
+                cache.useTransientChunks(new TransientChunks(g, n, false));
+                results[r++] = run(e, cache, ids, "dense, warm, kept, " + n + " slots" + (n < full - 1 ? ", rounds" : ""), warm, false,
+                        denseLogits, null, summaries);
+                e.setSparse(sparse);
+                cache.useTransientChunks(new TransientChunks(g, n, false));
+                results[r++] = run(e, cache, ids, "sparse, warm, kept, " + n + " slots" + (n < peak ? ", rounds" : ""), warm, false,
+                        sparseLogits, null, summaries);
+            }
 
-            out.printf("%-40s %9s %9s %8s %9s %9s %12s %12s %12s %12s %6s%n", "variant", "ms/token", "tokens/s", "cpu ms", "reads/step",
+            out.printf("%-40s %9s %9s %8s %8s %9s %9s %12s %12s %12s %12s %8s%n", "variant", "ms/token", "tokens/s", "cpu ms", "thread ms",
+                    "reads/step",
                     "prefetch/step",
                     "resident", "summaries", "transient", "hot total", "same");
             ObjectNode json = new ObjectMapper().createObjectNode();
@@ -176,13 +201,14 @@ final class BenchWarmCommand implements Callable<Integer> {
             json.put("mean_parked_chunks_one_layer", BenchStats.hundredths(meanNeeded));
             ArrayNode rows = json.putArray("variants");
             for (Result x : Arrays.copyOf(results, r)) {
-                out.printf("%-40s %9.2f %9.1f %8.2f %9.1f %9.1f %12s %12s %12s %12s %6s%n", x.name, x.msWall, 1000 / x.msWall, x.msCpu,
-                        x.chunksRead, x.chunksPrefetched, mib(x.residentBytes), mib(x.summaryBytes), mib(x.transientBytes), mib(x.hotBytes()), x.sameLogits);
+                out.printf("%-40s %9.2f %9.1f %8.2f %8.2f %9.1f %9.1f %12s %12s %12s %12s %8s%n", x.name, x.msWall, 1000 / x.msWall, x.msCpu,
+                        x.msThreadCpu, x.chunksRead, x.chunksPrefetched, mib(x.residentBytes), mib(x.summaryBytes), mib(x.transientBytes), mib(x.hotBytes()), x.sameLogits);
                 ObjectNode row = rows.addObject();
                 row.put("variant", x.name);
                 row.put("ms_per_token", BenchStats.hundredths(x.msWall));
                 row.put("tokens_per_s", BenchStats.hundredths(1000 / x.msWall));
                 row.put("cpu_ms_per_token", BenchStats.hundredths(x.msCpu));
+                row.put("thread_cpu_ms_per_token", BenchStats.hundredths(x.msThreadCpu));
                 row.put("chunks_read_per_step", BenchStats.hundredths(x.chunksRead));
                 row.put("chunks_prefetched_per_step", BenchStats.hundredths(x.chunksPrefetched));
                 row.put("resident_bytes", x.residentBytes);
@@ -209,6 +235,11 @@ final class BenchWarmCommand implements Callable<Integer> {
         TransientChunks slots = cache.transientChunks();
         double[] wall = new double[steps];
         long cpu = 0;
+        long threadCpu = 0;
+        long[] computeThreads = computeThreadIds();
+        var threadBean = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        double worst = 0;
+        boolean sameTokens = true;
         long readsBefore = 0;
         long prefetchedBefore = 0;
         boolean same = true;
@@ -224,20 +255,31 @@ final class BenchWarmCommand implements Callable<Integer> {
                 readsBefore = slots.stats().fetched();
                 prefetchedBefore = slots.stats().prefetched();
             }
+            long tc0 = threadCpuTime(threadBean, computeThreads);
             long c0 = os.getProcessCpuTime();
             long t0 = System.nanoTime();
             e.forward(cache, ids, tokens + i, 1, 0, logits);
             long t1 = System.nanoTime();
             long c1 = os.getProcessCpuTime();
+            long tc1 = threadCpuTime(threadBean, computeThreads);
             if (i >= warmup) {
                 int m = i - warmup;
                 wall[m] = (t1 - t0) / 1e6;
                 cpu += c1 - c0;
+                threadCpu += tc1 - tc0;
                 if (record != null) {
                     System.arraycopy(logits, 0, record[m], 0, logits.length);
                 }
                 if (expect != null) {
                     same &= Arrays.equals(expect[m], logits);
+                    float largest = 0;
+                    float diff = 0;
+                    for (int j = 0; j < logits.length; j++) {
+                        largest = Math.max(largest, Math.abs(expect[m][j]));
+                        diff = Math.max(diff, Math.abs(expect[m][j] - logits[j]));
+                    }
+                    worst = Math.max(worst, diff / largest);
+                    sameTokens &= argmax(expect[m]) == argmax(logits);
                 }
                 if (slots != null) {
                     transientInUse = Math.max(transientInUse, slots.bytesInUse());
@@ -250,8 +292,35 @@ final class BenchWarmCommand implements Callable<Integer> {
         if (cache.truncate(tokens) != tokens) {
             throw new IllegalStateException("could not rewind to " + tokens);
         }
-        return new Result(name, BenchStats.median(wall), cpu / 1e6 / steps, reads, prefetched, resident, summaryBytes,
-                slots == null ? 0 : Math.max(transientInUse, 0), expect == null ? "-" : same ? "yes" : "NO");
+        String sameLogits = expect == null ? "-" : same ? "yes" : sameTokens ? String.format("%.1e", worst) : "NO";
+        return new Result(name, BenchStats.median(wall), cpu / 1e6 / steps, threadCpu / 1e6 / steps, reads, prefetched, resident,
+                summaryBytes, slots == null ? 0 : Math.max(transientInUse, 0), sameLogits);
+    }
+
+    /** The current thread, the compute pool's workers and a prefetch thread: those that run a decode step. */
+    private static long[] computeThreadIds() {
+        return Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t == Thread.currentThread() || t.getName().startsWith("kvstash-compute-")
+                        || t.getName().equals("kvstash-chunk-prefetch"))
+                .mapToLong(Thread::threadId).toArray();
+    }
+
+    private static long threadCpuTime(com.sun.management.ThreadMXBean bean, long[] ids) {
+        long sum = 0;
+        for (long id : ids) {
+            sum += Math.max(0, bean.getThreadCpuTime(id));
+        }
+        return sum;
+    }
+
+    private static int argmax(float[] x) {
+        int best = 0;
+        for (int i = 1; i < x.length; i++) {
+            if (x[i] > x[best]) {
+                best = i;
+            }
+        }
+        return best;
     }
 
     private static int[] repeatedTokens(InferenceEngine e, String text, int total) {

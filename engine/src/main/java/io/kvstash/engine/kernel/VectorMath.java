@@ -145,6 +145,57 @@ public final class VectorMath {
         scale(x, off, n, 1f / sum);
     }
 
+    /**
+     * {@code x[off+i] = e^(x[off+i] − shift)} for {@code i < n}, returning their sum: softmax without
+     * the division, for attention computed in parts and merged by log-sum-exp (a part keeps its
+     * running maximum as {@code shift}). The same exp as {@link #softmax}, summed in index order, so
+     * the result does not depend on the vector width.
+     */
+    public static float expShift(float[] x, int off, int n, float shift) {
+        if (!Simd.ENABLED) {
+            return expShiftScalar(x, off, n, shift);
+        }
+        int bound = Simd.F.loopBound(n);
+        int i = 0;
+        for (; i < bound; i += Simd.FL) {
+            // exp written out (see exp): a vector passed to a call C2 declines to inline is boxed.
+            FloatVector ex = FloatVector.fromArray(Simd.F, x, off + i).sub(shift);
+            FloatVector xc = ex.max(EXP_LO).min(EXP_HI);
+            FloatVector en = xc.fma(LOG2E, ROUNDER).sub(ROUNDER);
+            FloatVector r = en.fma(FloatVector.broadcast(Simd.F, -LN2_HI), xc);
+            r = en.fma(FloatVector.broadcast(Simd.F, -LN2_LO), r);
+            FloatVector p = r.fma(P0, P1);
+            p = p.fma(r, FloatVector.broadcast(Simd.F, P2));
+            p = p.fma(r, FloatVector.broadcast(Simd.F, P3));
+            p = p.fma(r, FloatVector.broadcast(Simd.F, P4));
+            p = p.fma(r, FloatVector.broadcast(Simd.F, P5));
+            FloatVector pow2 = ((IntVector) en.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector e = p.fma(r.mul(r), r).add(1f).mul(pow2)
+                    .blend(0f, ex.lt(EXP_LO))
+                    .blend(Float.POSITIVE_INFINITY, ex.compare(VectorOperators.GT, EXP_HI));
+            e.intoArray(x, off + i);
+        }
+        for (; i < n; i++) {
+            x[off + i] = exp(x[off + i] - shift);
+        }
+        float sum = 0f;
+        for (i = 0; i < n; i++) {
+            sum += x[off + i];
+        }
+        return sum;
+    }
+
+    /** The scalar twin of {@link #expShift}. */
+    public static float expShiftScalar(float[] x, int off, int n, float shift) {
+        float sum = 0f;
+        for (int i = 0; i < n; i++) {
+            float e = exp(x[off + i] - shift);
+            x[off + i] = e;
+            sum += e;
+        }
+        return sum;
+    }
+
     /** The scalar twin of {@link #softmax}. */
     public static void softmaxScalar(float[] x, int off, int n) {
         float max = Float.NEGATIVE_INFINITY;

@@ -354,9 +354,23 @@ public final class KvCache implements AutoCloseable {
      * attention runs. A no-op without parked chunks.
      */
     public void bindParked(boolean[] need, int count, int layer) {
+        bindParked(need, count, layer, true);
+    }
+
+    /**
+     * As {@link #bindParked(boolean[], int, int)}; {@code prefetchNext} false leaves the prefetch of the
+     * next layer's chunks for a later bind of the same layer (attention in rounds binds a layer's
+     * chunks a slot-full at a time).
+     */
+    public void bindParked(boolean[] need, int count, int layer, boolean prefetchNext) {
         if (parked > 0) {
-            transientChunks.bind(chunks, Math.min(count, chunks.size()), need, layer);
+            transientChunks.bind(chunks, Math.min(count, chunks.size()), need, layer, prefetchNext);
         }
+    }
+
+    /** Transient slots for parked chunk bodies: the most parked chunks one round of a layer's attention reads; 0 without. */
+    public int transientCapacity() {
+        return transientChunks == null ? 0 : transientChunks.capacity();
     }
 
     private void drop(KvChunk c) {

@@ -131,12 +131,14 @@ public final class TransientChunks implements AutoCloseable {
      * Makes sure every parked chunk {@code i < count} of {@code chunks} with {@code need[i]} has a body
      * for {@code layer}'s attention: those bound already stay, the others are fetched (in one call per
      * fetcher) into the least recently used slots no needed chunk holds. Then, with prefetch on,
-     * starts reading the chunks the next layer needed last time.
+     * starts reading the chunks the next layer needed last time ({@code prefetchNext}: a layer
+     * attending in rounds starts it after its last round only).
      *
      * @throws IllegalStateException when more parked chunks are needed at once than there are slots
+     *                               (the forward pass never asks for more: it attends in rounds)
      * @throws ChunkUnavailableException when a fetcher cannot read a chunk back
      */
-    void bind(List<KvChunk> chunks, int count, boolean[] need, int layer) {
+    void bind(List<KvChunk> chunks, int count, boolean[] need, int layer, boolean prefetchNext) {
         awaitPrefetch();
         tick++;
         binds++;
@@ -202,7 +204,7 @@ public final class TransientChunks implements AutoCloseable {
             lastNeed[layer] = new boolean[Math.max(count, 2 * lastNeed[layer].length)];
         }
         System.arraycopy(need, 0, lastNeed[layer], 0, count);
-        if (prefetcher != null) {
+        if (prefetcher != null && prefetchNext) {
             startPrefetch(chunks, count, (layer + 1) % lastNeed.length);
         }
     }

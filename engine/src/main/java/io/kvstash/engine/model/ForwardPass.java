@@ -46,6 +46,17 @@ public final class ForwardPass {
     private SparseAttention stepSparse = SparseAttention.OFF; // the settings the current step started with
     private boolean stepParked;         // some token of the current step belongs to a cache with parked chunks
     private boolean[] parkedNeed = new boolean[0]; // (chunks) chunks some (token, head) of one cache attends over in a layer
+    // Attention in rounds, for a cache whose layer needs more parked chunks than its transient slots hold.
+    private final boolean[] tokenRounds; // (batch) the token's cache attends in rounds in the current layer
+    private boolean roundsPending;       // some cache attends in rounds in the current layer
+    private final int[] roundTokens;     // (batch) the step's tokens of the cache attending in rounds now
+    private final float[] roundMax;      // (batch, heads) running maximum of a (token, head)'s scores over the rounds so far
+    private final float[] roundSum;      // (batch, heads) Σ exp(score − running maximum) over the rounds so far
+    private int[] roundOf = new int[0];  // (chunks) the round in which a chunk is attended over, −1: in none
+    private boolean[] roundBind = new boolean[0]; // (chunks) the parked chunks one round binds
+    private boolean[] roundPick = new boolean[0]; // (kvHeads, chunks) the sparse choice of the cache's decoding token, per KV head
+    private int roundSparseToken = -1;   // the token of the cache in rounds that attends sparsely (at most one: its only token), or −1
+    private final RoundTask roundTask = new RoundTask();
     // Per-token bookkeeping of the current step: which sequence a token belongs to and its position.
     private final KvCache[] tokenCache; // (batch)
     private final int[] tokenPos;       // (batch)
@@ -88,6 +99,10 @@ public final class ForwardPass {
         tokenDecode = new boolean[maxBatch];
         oneCache = new KvCache[maxBatch];
         allRows = new int[maxBatch];
+        tokenRounds = new boolean[maxBatch];
+        roundTokens = new int[maxBatch];
+        roundMax = new float[maxBatch * c.heads()];
+        roundSum = new float[maxBatch * c.heads()];
         for (int i = 0; i < maxBatch; i++) {
             allRows[i] = i;
         }
@@ -300,7 +315,11 @@ public final class ForwardPass {
             }
         }
         if (parkedNeed.length < chunks) {
-            parkedNeed = new boolean[Math.max(chunks, parkedNeed.length * 2)];
+            int size = Math.max(chunks, parkedNeed.length * 2);
+            parkedNeed = new boolean[size];
+            roundOf = new int[size];
+            roundBind = new boolean[size];
+            roundPick = new boolean[c.kvHeads() * size];
         }
     }
 
@@ -322,6 +341,8 @@ public final class ForwardPass {
     private void runBatch(int[] tokens, int off, int n, int[] logitTokens, int logitFrom, int logitCount, float[] logits,
                           int logitsOffset) {
         int dim = c.dim();
+        Arrays.fill(tokenRounds, 0, n, false);
+        roundsPending = false;
         for (int t = 0; t < n; t++) {
             model.tokenEmbedding().dequantizeRow(tokens[off + t], x, t * dim);
         }
@@ -348,6 +369,9 @@ public final class ForwardPass {
                 bindParked(l, n);
             }
             attentionTask.run(l, n);
+            if (roundsPending) {
+                attendInRounds(l, n);
+            }
             matTask.run1(att, n, layer.wo(), xb2);
             addBias(layer.oBias(), xb2, n);
             VectorMath.add(xb2, 0, x, 0, n * dim);
@@ -391,55 +415,167 @@ public final class ForwardPass {
      * Gives the parked chunks that layer {@code l}'s attention will read a transient body: per cache
      * with parked chunks, the union over its tokens and KV heads of the chunks sparse decode picks
      * (the same choice the attention task then makes again from the same queries), or every chunk
-     * up to the token's position where it attends densely.
+     * up to the token's position where it attends densely. A cache that needs more parked chunks
+     * than its slots hold binds nothing here: its tokens attend in rounds ({@link #attendInRounds})
+     * after the others.
      */
     private void bindParked(int l, int n) {
-        int hd = c.headDim();
+        Arrays.fill(tokenRounds, 0, n, false);
+        roundsPending = false;
         for (int t = 0; t < n; t++) {
             KvCache cache = tokenCache[t];
-            if (cache.parkedChunks() == 0) {
-                continue;
-            }
-            boolean first = true;
-            for (int j = 0; j < t && first; j++) {
-                first = tokenCache[j] != cache;
-            }
-            if (!first) {
+            if (cache.parkedChunks() == 0 || !firstOfCache(t)) {
                 continue; // bound with this cache's first token of the step
             }
-            int chunkTokens = cache.geometry().chunkTokens();
-            int count = 0;
+            int count = markNeeded(l, n, t, false);
+            int needed = 0;
+            for (int ch = 0; ch < count; ch++) {
+                if (parkedNeed[ch] && cache.chunk(ch).parked()) {
+                    needed++;
+                }
+            }
+            if (needed <= cache.transientCapacity()) {
+                cache.bindParked(parkedNeed, count, l);
+                continue;
+            }
             for (int u = t; u < n; u++) {
                 if (tokenCache[u] != cache) {
                     continue;
                 }
-                int positions = tokenPos[u] + 1;
-                int upTo = (positions - 1) / chunkTokens + 1;
-                if (upTo > count) {
-                    Arrays.fill(parkedNeed, count, upTo, false);
-                    count = upTo;
+                if (tokenDecode[u] && stepSparse.engages(l, tokenPos[u] + 1)
+                        && (probe != null || stepSparse.scoring() == SparseAttention.Scoring.EXACT)) {
+                    throw new IllegalStateException("layer " + l + " needs " + needed + " parked chunks at once, but there are "
+                            + cache.transientCapacity() + " transient slots, and "
+                            + (probe != null ? "a sparse probe" : "exact chunk scoring")
+                            + " reads every chunk at once: give the cache a slot for every parked chunk");
                 }
-                boolean dense = true;
-                // The probe compares with dense attention over every chunk: then every chunk needs a body.
-                if (tokenDecode[u] && stepSparse.engages(l, positions) && probe == null
-                        && stepSparse.scoring() != SparseAttention.Scoring.EXACT) { // exact scoring reads every chunk's keys
-                    dense = false;
-                    for (int kvHead = 0; kvHead < c.kvHeads() && !dense; kvHead++) {
-                        if (ChunkSelection.select(cache, l, kvHead, q, u * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
-                                positions, stepSparse, (float) (1.0 / Math.sqrt(hd)), chunkBound[0], chunkPick[0], scores[0], kvScratch[0])) {
-                            for (int ch = 0; ch < upTo; ch++) {
-                                parkedNeed[ch] |= chunkPick[0][ch];
-                            }
-                        } else {
-                            dense = true;
+                tokenRounds[u] = true;
+            }
+            roundsPending = true;
+        }
+    }
+
+    private boolean firstOfCache(int t) {
+        for (int j = 0; j < t; j++) {
+            if (tokenCache[j] == tokenCache[t]) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Marks in {@code parkedNeed} the chunks layer {@code l}'s attention reads for the tokens of
+     * {@code tokenCache[t]} (its first token in the step) and returns how many chunks that covers.
+     * With {@code keepPicks}, the sparse choice of the cache's decoding token goes to
+     * {@code roundPick} per KV head and the token to {@code roundSparseToken} (−1: every token
+     * attends densely).
+     */
+    private int markNeeded(int l, int n, int t, boolean keepPicks) {
+        KvCache cache = tokenCache[t];
+        int hd = c.headDim();
+        int chunkTokens = cache.geometry().chunkTokens();
+        int stride = parkedNeed.length;
+        int count = 0;
+        if (keepPicks) {
+            roundSparseToken = -1;
+        }
+        for (int u = t; u < n; u++) {
+            if (tokenCache[u] != cache) {
+                continue;
+            }
+            int positions = tokenPos[u] + 1;
+            int upTo = (positions - 1) / chunkTokens + 1;
+            if (upTo > count) {
+                Arrays.fill(parkedNeed, count, upTo, false);
+                count = upTo;
+            }
+            boolean dense = true;
+            // The probe compares with dense attention over every chunk: then every chunk needs a body.
+            if (tokenDecode[u] && stepSparse.engages(l, positions) && probe == null
+                    && stepSparse.scoring() != SparseAttention.Scoring.EXACT) { // exact scoring reads every chunk's keys
+                dense = false;
+                for (int kvHead = 0; kvHead < c.kvHeads() && !dense; kvHead++) {
+                    if (ChunkSelection.select(cache, l, kvHead, q, u * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
+                            positions, stepSparse, (float) (1.0 / Math.sqrt(hd)), chunkBound[0], chunkPick[0], scores[0], kvScratch[0])) {
+                        for (int ch = 0; ch < upTo; ch++) {
+                            parkedNeed[ch] |= chunkPick[0][ch];
                         }
+                        if (keepPicks) {
+                            System.arraycopy(chunkPick[0], 0, roundPick, kvHead * stride, upTo);
+                        }
+                    } else {
+                        dense = true; // the budget covers the context: the same for every KV head
                     }
                 }
-                if (dense) {
-                    Arrays.fill(parkedNeed, 0, upTo, true);
+                if (keepPicks && !dense) {
+                    roundSparseToken = u;
                 }
             }
-            cache.bindParked(parkedNeed, count, l);
+            if (dense) {
+                Arrays.fill(parkedNeed, 0, upTo, true);
+            }
+        }
+        return count;
+    }
+
+    /**
+     * Attention of the tokens marked in {@code tokenRounds} in rounds, cache by cache: each round
+     * binds as many of the parked chunks the layer needs as the cache's slots hold (those bound
+     * already first, so they are not read again; resident chunks join the first round), and every
+     * (token, query head) attends over the chunks of the round it would attend over in one pass
+     * (the same causal limit and sparse choice). A round's scores leave a running maximum {@code m},
+     * the sum of {@code exp(score − m)} and the values weighted by {@code exp(score − m)}, added
+     * to the earlier rounds' after rescaling both by {@code exp(m_old − m_new)} (log-sum-exp);
+     * the last round divides by the sum. Equal to one pass up to the order of float sums.
+     */
+    private void attendInRounds(int l, int n) {
+        for (int t = 0; t < n; t++) {
+            if (!tokenRounds[t] || !firstOfCache(t)) {
+                continue;
+            }
+            KvCache cache = tokenCache[t];
+            int count = markNeeded(l, n, t, true);
+            int capacity = cache.transientCapacity();
+            // Parked chunks already bound go first, then the others in chunk order, a slot-full per round.
+            int inRound = 0;
+            for (int ch = 0; ch < count; ch++) {
+                KvChunk chunk = cache.chunk(ch);
+                roundOf[ch] = !parkedNeed[ch] ? -1 : !chunk.parked() ? 0 : chunk.hasBody() && inRound < capacity ? 0 : -2;
+                if (roundOf[ch] == 0 && chunk.parked()) {
+                    inRound++;
+                }
+            }
+            int round = inRound == capacity ? 1 : 0;
+            inRound = round == 0 ? inRound : 0;
+            for (int ch = 0; ch < count; ch++) {
+                if (roundOf[ch] == -2) {
+                    roundOf[ch] = round;
+                    if (++inRound == capacity) {
+                        round++;
+                        inRound = 0;
+                    }
+                }
+            }
+            int rounds = inRound == 0 ? round : round + 1;
+            int tokens = 0;
+            for (int u = t; u < n; u++) {
+                if (tokenCache[u] == cache) {
+                    roundTokens[tokens++] = u;
+                    for (int h = 0; h < c.heads(); h++) {
+                        roundMax[u * c.heads() + h] = Float.NEGATIVE_INFINITY;
+                        roundSum[u * c.heads() + h] = 0f;
+                    }
+                    Arrays.fill(att, u * c.queryDim(), (u + 1) * c.queryDim(), 0f);
+                }
+            }
+            for (int r = 0; r < rounds; r++) {
+                for (int ch = 0; ch < count; ch++) {
+                    roundBind[ch] = roundOf[ch] == r && cache.chunk(ch).parked();
+                }
+                cache.bindParked(roundBind, count, l, r == rounds - 1);
+                roundTask.run(l, cache, r, r == rounds - 1, tokens);
+            }
         }
     }
 
@@ -603,6 +739,9 @@ public final class ForwardPass {
             float[] scratch = kvScratch[worker];
             for (int i = from; i < to; i++) {
                 int t = i / c.heads();
+                if (tokenRounds[t]) {
+                    continue; // its cache attends in rounds after this task
+                }
                 int h = i % c.heads();
                 int kvHead = h / c.groupSize();
                 KvCache cache = tokenCache[t];
@@ -646,6 +785,84 @@ public final class ForwardPass {
                 pr.record(worker, cache, layer, kvHead, q, qOff, positions, scale, pick, tail, scratch);
             }
             return true;
+        }
+    }
+
+    /**
+     * One round of attention in rounds: every (token, query head) of {@code roundTokens} over the
+     * chunks of the round that it attends over, merged into its running state by log-sum-exp
+     * (see {@link #attendInRounds}); the last round normalises.
+     */
+    private final class RoundTask implements ComputePool.RangeTask {
+        private int layer;
+        private KvCache cache;
+        private int round;
+        private boolean last;
+
+        void run(int layer, KvCache cache, int round, boolean last, int tokens) {
+            this.layer = layer;
+            this.cache = cache;
+            this.round = round;
+            this.last = last;
+            try {
+                pool.run(this, tokens * c.heads());
+            } finally {
+                this.cache = null;
+            }
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            int hd = c.headDim();
+            int heads = c.heads();
+            float scale = (float) (1.0 / Math.sqrt(hd));
+            float[] sc = scores[worker];
+            float[] scratch = kvScratch[worker];
+            int chunkTokens = cache.geometry().chunkTokens();
+            int stride = parkedNeed.length;
+            for (int i = from; i < to; i++) {
+                int t = roundTokens[i / heads];
+                int h = i % heads;
+                int kvHead = h / c.groupSize();
+                int positions = tokenPos[t] + 1;
+                int tail = (positions - 1) / chunkTokens;
+                int qOff = t * c.queryDim() + h * hd;
+                int pickOff = t == roundSparseToken ? kvHead * stride : -1;
+                int state = t * heads + h;
+                int m = 0;
+                for (int ch = 0; ch <= tail; ch++) {
+                    if (roundOf[ch] == round && (pickOff < 0 || roundPick[pickOff + ch])) {
+                        int count = Math.min(chunkTokens, positions - ch * chunkTokens);
+                        cache.chunk(ch).keyScores(layer, kvHead, q, qOff, count, scale, sc, m, scratch);
+                        m += count;
+                    }
+                }
+                if (m > 0) {
+                    float max = roundMax[state];
+                    for (int p = 0; p < m; p++) {
+                        max = Math.max(max, sc[p]);
+                    }
+                    float old = roundMax[state];
+                    if (old != max && old != Float.NEGATIVE_INFINITY) {
+                        float rescale = VectorMath.exp(old - max);
+                        VectorMath.scale(att, qOff, hd, rescale);
+                        roundSum[state] *= rescale;
+                    }
+                    roundMax[state] = max;
+                    roundSum[state] += VectorMath.expShift(sc, 0, m, max);
+                    m = 0;
+                    for (int ch = 0; ch <= tail; ch++) {
+                        if (roundOf[ch] == round && (pickOff < 0 || roundPick[pickOff + ch])) {
+                            int count = Math.min(chunkTokens, positions - ch * chunkTokens);
+                            cache.chunk(ch).accumulateValues(layer, kvHead, sc, m, count, att, qOff, scratch);
+                            m += count;
+                        }
+                    }
+                }
+                if (last) {
+                    VectorMath.scale(att, qOff, hd, 1f / roundSum[state]);
+                }
+            }
         }
     }
 }

@@ -303,6 +303,19 @@ class KernelParityTest {
             }
             assertArrayEqualsExactly(twin, sm, "softmax against its scalar twin");
 
+            // expShift: softmax's numerators without the division, shifted by any value, and their sum.
+            float shift = (float) max - 0.5f;
+            float[] ex = s.clone();
+            float exSum = VectorMath.expShift(ex, 0, n, shift);
+            float[] exTwin = s.clone();
+            float exTwinSum = VectorMath.expShiftScalar(exTwin, 0, n, shift);
+            assertArrayEqualsExactly(exTwin, ex, "expShift against its scalar twin");
+            assertEquals(exTwinSum, exSum, 0f, "expShift's sum against its scalar twin");
+            for (int i = 0; i < n; i++) {
+                assertEquals(Math.exp(s[i] - shift), ex[i], 1e-6 * Math.exp(s[i] - shift), "expShift");
+            }
+            assertEquals(sum * Math.exp(max - shift), exSum, 1e-5 * exSum, "expShift's sum");
+
             // argmax: lowest index among equal maxima; −1 for NaN or +∞ anywhere, or when all are −∞.
             float[] a2 = random(r, n, 1f);
             int expected = 0;

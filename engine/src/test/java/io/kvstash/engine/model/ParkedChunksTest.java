@@ -158,12 +158,211 @@ class ParkedChunksTest {
         }
     }
 
+    // Attention in rounds: 12 full chunks and a tail of 40 after the prefill; a 16-token prefill step
+    // (dense, several tokens per layer), then decoding, which seals chunk 12 (parked in turn).
+    static final int ROUNDS_PREFILL = 12 * CHUNK + 40;
+    static final int ROUNDS_STEP = 16;
+    static final int ROUNDS_DECODE = 12;
+    // Dense first layer, sparse after it: a layer's KV heads together pick up to 6 parked chunks.
+    static final SparseAttention ROUNDS_SPARSE = new SparseAttention(true, 4 * CHUNK, 0, 1);
+    /**
+     * Rounds sum a softmax's parts in another order and rescale them by exp(m_old − m_new), each a
+     * float rounding (about 6e-8 relative) per part: the attention outputs differ from one pass by a
+     * few ulps, and through 3 layers the logits by well under 1e-5 of their largest magnitude (the
+     * largest seen over every format here is printed by the test).
+     */
+    static final double ROUNDS_TOLERANCE = 1e-5;
+
+    /**
+     * Logits of the prefill step's tokens, then of each decoded token ({@code ROUNDS_STEP + ROUNDS_DECODE}
+     * rows); with {@code slots > 0} every full chunk but the sink is parked after the prefill and as soon as it is sealed.
+     */
+    static float[] roundsLogits(LlamaModel model, KvFormat format, SparseAttention sparse, int slots, HeapTier tier) {
+        ModelConfig c = model.config();
+        int vocab = c.vocabularySize();
+        int[] tokens = ForwardPassReferenceTest.randomTokens(vocab, ROUNDS_PREFILL + ROUNDS_STEP + ROUNDS_DECODE, 17);
+        float[] out = new float[(ROUNDS_STEP + ROUNDS_DECODE) * vocab];
+        ForwardPass pass = new ForwardPass(model, pool, 64);
+        pass.setSparse(sparse);
+        KvGeometry g = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, format);
+        try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = new KvCache(store)) {
+            pass.forward(cache, tokens, 0, ROUNDS_PREFILL, ROUNDS_PREFILL, null);
+            if (slots > 0) {
+                cache.useTransientChunks(new TransientChunks(g, slots, false));
+                parkNew(cache, tier, sparse);
+                assertEquals(11, cache.parkedChunks());
+            }
+            pass.forward(cache, tokens, ROUNDS_PREFILL, ROUNDS_STEP, 0, out);
+            float[] row = new float[vocab];
+            for (int i = 0; i < ROUNDS_DECODE; i++) {
+                pass.forward(cache, tokens, ROUNDS_PREFILL + ROUNDS_STEP + i, 1, 0, row);
+                System.arraycopy(row, 0, out, (ROUNDS_STEP + i) * vocab, vocab);
+                if (slots > 0) {
+                    parkNew(cache, tier, sparse);
+                }
+            }
+            assertEquals(13, cache.fullChunks(), "decoding sealed chunk 12");
+            if (slots > 0) {
+                assertEquals(12, cache.parkedChunks());
+            }
+        }
+        return out;
+    }
+
+    private static void parkNew(KvCache cache, HeapTier tier, SparseAttention sparse) {
+        for (int ch = 1; ch < cache.fullChunks(); ch++) {
+            if (!cache.chunk(ch).parked()) {
+                tier.put(ch, cache.chunk(ch));
+                cache.park(ch, tier, ch, sparse.summaryTokens(CHUNK));
+            }
+        }
+    }
+
+    /** Largest |a − b| over a row, relative to the row's largest |a|; fails when the rows' argmax differ. */
+    private static double assertCloseRows(float[] expected, float[] actual, int vocab, String what) {
+        double worst = 0;
+        for (int r = 0; r < expected.length / vocab; r++) {
+            double scale = 0;
+            double diff = 0;
+            for (int i = r * vocab; i < (r + 1) * vocab; i++) {
+                scale = Math.max(scale, Math.abs(expected[i]));
+                diff = Math.max(diff, Math.abs(expected[i] - actual[i]));
+            }
+            worst = Math.max(worst, diff / scale);
+            assertTrue(diff <= ROUNDS_TOLERANCE * scale, what + ", row " + r + ": logits differ by " + diff + " (largest " + scale + ")");
+            assertEquals(argmax(expected, r * vocab, vocab), argmax(actual, r * vocab, vocab), what + ", row " + r + ": greedy token");
+        }
+        return worst;
+    }
+
+    private static int argmax(float[] x, int off, int n) {
+        int best = off;
+        for (int i = off + 1; i < off + n; i++) {
+            if (x[i] > x[best]) {
+                best = i;
+            }
+        }
+        return best - off;
+    }
+
+    @ParameterizedTest
+    @EnumSource(KvFormat.class)
+    void shouldMatchResidentLogitsWhenLayersAttendInRounds(KvFormat format) {
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            int vocab = model.config().vocabularySize();
+            double worst = 0;
+            for (SparseAttention sparse : new SparseAttention[] {SparseAttention.OFF, ROUNDS_SPARSE}) {
+                float[] resident = roundsLogits(model, format, sparse, 0, null);
+                for (int slots : new int[] {1, 2, 3}) {
+                    HeapTier tier = new HeapTier();
+                    float[] rounds = roundsLogits(model, format, sparse, slots, tier);
+                    worst = Math.max(worst, assertCloseRows(resident, rounds, vocab,
+                            format + (sparse.enabled() ? " sparse" : " dense") + ", " + slots + " slots"));
+                    // 12 chunks get parked; with so few slots every layer reads most of them again.
+                    assertTrue(tier.fetched.get() > 3 * 12, "reads with " + slots + " slots: " + tier.fetched.get());
+                }
+            }
+            float[] dense = roundsLogits(model, format, SparseAttention.OFF, 0, null);
+            float[] sparse = roundsLogits(model, format, ROUNDS_SPARSE, 0, null);
+            assertFalse(java.util.Arrays.equals(java.util.Arrays.copyOfRange(dense, ROUNDS_STEP * vocab, dense.length),
+                    java.util.Arrays.copyOfRange(sparse, ROUNDS_STEP * vocab, sparse.length)),
+                    "the sparse budget must change decode, or this test proves nothing");
+            System.out.printf("%s: largest relative logit difference in rounds %.2e%n", format, worst);
+        }
+    }
+
     @Test
-    void shouldFailClearlyWhenLayerNeedsMoreChunksThanSlots() {
+    void shouldAttendInRoundsWhenLayerNeedsMoreChunksThanSlots() {
+        // Before rounds this failed: "layer 0 needs 8 parked chunks at once, but there are 4 transient slots".
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            float[] resident = decode(model, KvFormat.F16, SparseAttention.OFF, 0, false, null);
+            for (boolean prefetch : new boolean[] {false, true}) {
+                HeapTier tier = new HeapTier();
+                float[] rounds = decode(model, KvFormat.F16, SparseAttention.OFF, 4, prefetch, tier);
+                assertCloseRows(resident, rounds, model.config().vocabularySize(), "F16 dense, 4 slots, prefetch " + prefetch);
+                assertTrue(tier.fetched.get() > 3 * 9, "each layer reads chunks again: " + tier.fetched.get());
+            }
+        }
+    }
+
+    @Test
+    void shouldAttendInRoundsForOneSequenceOfABatchedStep() {
+        // Two sequences decode in one step: one with every chunk resident (one pass), one with 11 parked
+        // chunks and 2 slots (rounds); each gets the logits it gets alone with every chunk resident.
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            ModelConfig c = model.config();
+            int vocab = c.vocabularySize();
+            KvGeometry g = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, KvFormat.KIVI4);
+            int[] a = ForwardPassReferenceTest.randomTokens(vocab, ROUNDS_PREFILL + 4, 21);
+            int[] b = ForwardPassReferenceTest.randomTokens(vocab, ROUNDS_PREFILL + 4, 22);
+            for (SparseAttention sparse : new SparseAttention[] {SparseAttention.OFF, ROUNDS_SPARSE}) {
+                ForwardPass pass = new ForwardPass(model, pool, 64);
+                pass.setSparse(sparse);
+                float[] aloneA = new float[4 * vocab];
+                float[] aloneB = new float[4 * vocab];
+                float[] batched = new float[2 * 4 * vocab];
+                HeapTier tier = new HeapTier();
+                try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache ca = new KvCache(store); KvCache cb = new KvCache(store);
+                     KvCache ra = new KvCache(store); KvCache rb = new KvCache(store)) {
+                    pass.forward(ca, a, 0, ROUNDS_PREFILL, ROUNDS_PREFILL, null);
+                    pass.forward(cb, b, 0, ROUNDS_PREFILL, ROUNDS_PREFILL, null);
+                    pass.forward(ra, a, 0, ROUNDS_PREFILL, ROUNDS_PREFILL, null);
+                    pass.forward(rb, b, 0, ROUNDS_PREFILL, ROUNDS_PREFILL, null);
+                    cb.useTransientChunks(new TransientChunks(g, 2, false));
+                    parkNew(cb, tier, sparse);
+                    float[] row = new float[vocab];
+                    int[] both = new int[2];
+                    for (int i = 0; i < 4; i++) {
+                        pass.forward(ra, a, ROUNDS_PREFILL + i, 1, 0, row);
+                        System.arraycopy(row, 0, aloneA, i * vocab, vocab);
+                        pass.forward(rb, b, ROUNDS_PREFILL + i, 1, 0, row);
+                        System.arraycopy(row, 0, aloneB, i * vocab, vocab);
+                        both[0] = a[ROUNDS_PREFILL + i];
+                        both[1] = b[ROUNDS_PREFILL + i];
+                        float[] rows = new float[2 * vocab];
+                        pass.step(new KvCache[] {ca, cb}, both, 0, 2, new int[] {0, 1}, 2, rows);
+                        System.arraycopy(rows, 0, batched, i * vocab, vocab);
+                        System.arraycopy(rows, vocab, batched, (4 + i) * vocab, vocab);
+                    }
+                }
+                String what = sparse.enabled() ? "sparse" : "dense";
+                assertArrayEquals(aloneA, java.util.Arrays.copyOfRange(batched, 0, 4 * vocab), what + ": the resident sequence attends in one pass");
+                assertCloseRows(aloneB, java.util.Arrays.copyOfRange(batched, 4 * vocab, 8 * vocab), vocab, what + ": the parked sequence in rounds");
+                assertTrue(tier.fetched.get() > 4 * 11, "rounds read chunks again: " + tier.fetched.get());
+            }
+        }
+    }
+
+    @Test
+    void shouldFailClearlyWhenExactScoringNeedsMoreChunksThanSlots() {
+        // Exact scoring (a CLI reference) reads every chunk's keys to choose: it cannot run in rounds.
+        SparseAttention exact = new SparseAttention(true, 4 * CHUNK, 0, 0, SparseAttention.Scoring.EXACT, SPARSE.summaryTokens(CHUNK));
         try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
             IllegalStateException e = assertThrows(IllegalStateException.class,
-                    () -> decode(model, KvFormat.F16, SparseAttention.OFF, 4, false, new HeapTier()));
-            assertTrue(e.getMessage().contains("needs 8 parked chunks at once, but there are 4 transient slots"), e.getMessage());
+                    () -> decode(model, KvFormat.F16, exact, 2, false, new HeapTier()));
+            assertTrue(e.getMessage().contains("layer 0 needs 8 parked chunks at once, but there are 2 transient slots, and exact chunk scoring"),
+                    e.getMessage());
+        }
+    }
+
+    @Test
+    void shouldReportUnavailableChunkWhenRoundsReadIt() {
+        try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
+            ModelConfig c = model.config();
+            KvGeometry g = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, KvFormat.Q8);
+            int[] tokens = ForwardPassReferenceTest.randomTokens(c.vocabularySize(), 6 * CHUNK + 1, 5);
+            ForwardPass pass = new ForwardPass(model, pool, 64);
+            HeapTier tier = new HeapTier();
+            try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = new KvCache(store)) {
+                pass.forward(cache, tokens, 0, 6 * CHUNK, 6 * CHUNK, null);
+                cache.useTransientChunks(new TransientChunks(g, 2, false));
+                parkNew(cache, tier, SparseAttention.OFF);
+                tier.bodies.remove(4); // lost by the tier: the third round reads it
+                ChunkUnavailableException e = assertThrows(ChunkUnavailableException.class,
+                        () -> pass.forward(cache, tokens, 6 * CHUNK, 1, 0, new float[c.vocabularySize()]));
+                assertTrue(e.getMessage().contains("no chunk 4"), e.getMessage());
+                assertEquals(6 * CHUNK, cache.length(), "the failed step leaves the length");
+            }
         }
     }
 
