@@ -306,7 +306,7 @@ public final class KvCache implements AutoCloseable {
     }
 
     /**
-     * Parks full chunk {@code index}: its body goes back to the store (for the hot tier: unpinned) and
+     * Parks full chunk {@code index} (not the sink, chunk 0): its body goes back to the store (for the hot tier: unpinned) and
      * the cache keeps its key summary and a way to read the body back ({@code fetcher} with
      * {@code key}, which must return exactly the bytes the chunk holds now, e.g. from the warm tier).
      * Attention reads a parked chunk from a transient copy ({@link TransientChunks}), never promoting
@@ -330,6 +330,11 @@ public final class KvCache implements AutoCloseable {
         }
         if (index < 0 || index >= fullChunks()) {
             throw new IllegalArgumentException("chunk " + index + " is not one of the " + fullChunks() + " full chunks");
+        }
+        if (index == 0) {
+            // Every decode step reads the sink, sparse or dense (and grouped-query selection weighs
+            // it before any parked chunk is bound): parking it would only read it back each step.
+            throw new IllegalArgumentException("chunk 0 (the attention sink) stays resident; park chunks 1.." + (fullChunks() - 1));
         }
         KvChunk c = chunks.get(index);
         if (c.parked()) {

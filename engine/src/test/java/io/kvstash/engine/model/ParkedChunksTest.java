@@ -380,6 +380,7 @@ class ParkedChunksTest {
                 cache.park(1, tier, "gone");
                 assertThrows(IllegalStateException.class, () -> cache.park(1, tier, "again"));
                 assertThrows(IllegalArgumentException.class, () -> cache.park(2, tier, "tail"));
+                assertThrows(IllegalArgumentException.class, () -> cache.park(0, tier, "sink"), "the sink stays resident");
                 ChunkUnavailableException e = assertThrows(ChunkUnavailableException.class,
                         () -> pass.forward(cache, tokens, 2 * CHUNK, 1, 1, null));
                 assertTrue(e.getMessage().contains("gone"), e.getMessage());
