@@ -205,6 +205,42 @@ class SessionParkingTest {
         }
     }
 
+    /**
+     * A turn whose prefill needs a parked chunk that the warm tier lost (deleted behind the store's back
+     * while the chunk was still hot, so the resume parked it without reading it) fails with that error;
+     * the record stays as it was, and the next turn computes the chunk again and replies as a session that
+     * never lost it.
+     */
+    @Test
+    void shouldFailTheTurnAndKeepTheRecordWhenAParkedChunkIsLostThenRecompute() throws Exception {
+        int[] prompt;
+        int[] message;
+        int[] expected;
+        try (Tiers t = open("reference", false, 192)) {
+            prompt = story(t.engine, 900, 0, true);
+            message = story(t.engine, 3, 500, false);
+            String id = t.sessions.create("acme").id();
+            t.sessions.turn("acme", id, prompt, List.of(), SamplingParams.greedy(), 4, true, null).get();
+            expected = t.sessions.turn("acme", id, message, List.of(), SamplingParams.greedy(), 8, true, null).get().generation().tokens();
+        }
+        try (Tiers t = open("parked", true, 192)) {
+            String id = t.sessions.create("acme").id();
+            SessionRecord r = t.sessions.turn("acme", id, prompt, List.of(), SamplingParams.greedy(), 4, true, null).get().record();
+            t.sessions.restore("acme", id); // every chunk hot again: the next resume parks chunk 3 without reading it
+            ChunkKey lost = r.chunkKeys().get(3);
+            t.warm.deleteChunks(List.of(lost.bytes()));
+            java.util.concurrent.ExecutionException e = assertThrows(java.util.concurrent.ExecutionException.class,
+                    () -> t.sessions.turn("acme", id, message, List.of(), SamplingParams.greedy(), 8, true, null).get());
+            Throwable cause = e.getCause() instanceof java.util.concurrent.CompletionException c ? c.getCause() : e.getCause();
+            assertTrue(cause instanceof ChunkUnavailableException && cause.getMessage().contains(lost.toString()), String.valueOf(cause));
+            assertEquals(r, t.sessions.get("acme", id), "the record is unchanged");
+
+            SessionStore.TurnResult again = t.sessions.turn("acme", id, message, List.of(), SamplingParams.greedy(), 8, true, null).get();
+            assertArrayEquals(expected, again.generation().tokens(), "the reply of a session that never lost the chunk");
+            assertTrue(t.warm.chunkExists(lost.bytes()), "the recomputed chunk is stored again");
+        }
+    }
+
     @Test
     void shouldRefuseToParkWhenSparseDecodeIsOff() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
