@@ -49,7 +49,8 @@ public final class ServingStack implements AutoCloseable {
             w = WarmStore.open(WarmStoreConfig.defaults(store.dataDir()));
             r = remoteProperties.enabled() ? new RedisRemoteTier(remoteProperties.tierConfig()) : null;
             sessions = SessionStore.open(engine, s, w, r,
-                    new SessionStore.Config(store.warmBudget().toBytes(), store.writeThrough(), store.orphanGrace()));
+                    new SessionStore.Config(store.warmBudget().toBytes(), store.writeThrough(), store.orphanGrace(),
+                            e.sparse().park().parking()));
         } catch (RuntimeException ex) {
             if (r != null) {
                 r.close();

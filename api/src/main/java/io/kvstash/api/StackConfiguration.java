@@ -36,6 +36,11 @@ public class StackConfiguration {
     ServingStack servingStack(EngineProperties engine, KvProperties kv, StoreProperties store, LimitsProperties limits,
                               io.kvstash.api.config.SecurityProperties security, io.kvstash.api.config.SessionsProperties sessions,
                               io.kvstash.api.config.RemoteProperties remote) {
+        if (engine.sparse().park().enabled() && sessions.contextPolicy() == io.kvstash.api.config.SessionsProperties.ContextPolicy.SHIFT) {
+            throw new IllegalArgumentException("kvstash.engine.sparse.park.enabled = true cannot be combined with"
+                    + " kvstash.sessions.context-policy = shift (a context shift moves chunks; a parked chunk cannot be moved):"
+                    + " use truncate or reject, or turn parking off");
+        }
         Path model = engine.model() != null ? engine.model() : new DemoModel(store.dataDir().resolve("models")).resolve();
         return new ServingStack(engine, model, kv, store, remote);
     }

@@ -57,6 +57,20 @@ class ConfigurationValidationTest {
         assertTrue(m.contains("kvstash.sessions.context-policy"), m);
         m = failure("--kvstash.sessions.sink-chunks=-1");
         assertTrue(m.contains("kvstash.sessions") && m.contains("sink"), m);
+        m = failure("--kvstash.engine.sparse.park.resident-chunks=-1");
+        assertTrue(m.contains("kvstash.engine.sparse.park") && m.contains("residentChunks"), m);
+        m = failure("--kvstash.engine.sparse.park.transient-chunks=0");
+        assertTrue(m.contains("kvstash.engine.sparse.park") && m.contains("transientChunks"), m);
+    }
+
+    @Test
+    void shouldNameBothKeysWhenParkingIsOnWithoutSparseDecodeOrWithTheShiftPolicy() throws Exception {
+        String m = failure("--kvstash.engine.sparse.park.enabled=true");
+        assertTrue(m.contains("kvstash.engine.sparse.park.enabled = true needs kvstash.engine.sparse.enabled = true"), m);
+        m = failure("--kvstash.engine.sparse.enabled=true", "--kvstash.engine.sparse.park.enabled=true",
+                "--kvstash.sessions.context-policy=shift");
+        assertTrue(m.contains("kvstash.engine.sparse.park.enabled = true cannot be combined with kvstash.sessions.context-policy = shift"),
+                m);
     }
 
     @Test

@@ -75,16 +75,43 @@ final class BenchResumeCommand implements Callable<Integer> {
             + " storing new ones (reports how long opening the store and scanning its records took).")
     boolean existing;
 
+    @Option(names = "--park", description = "Park the session's old chunks in the warm tier (needs --sparse): each turn reads chunks"
+            + " 1..n-1-(--park-resident) from RocksDB (at most --park-slots of them) instead of the hot tier, as the service does with"
+            + " kvstash.engine.sparse.park.enabled.")
+    boolean park;
+
+    @Option(names = "--park-resident", paramLabel = "N", description = "With --park: newest full chunks kept in the hot tier (default 8).")
+    int parkResident = 8;
+
+    @Option(names = "--park-slots", paramLabel = "N", description = "With --park: transient slots per sequence (default 64).")
+    int parkSlots = 64;
+
+    @Option(names = "--park-prefetch", description = "With --park: prefetch the next layer's chunks on a background thread.")
+    boolean parkPrefetch;
+
+    @Option(names = "--decode", paramLabel = "N", description = "Tokens each measured turn generates (default 1); above 1 also reports"
+            + " ms per decoded token after the first.")
+    int decode = 1;
+
+    @Option(names = "--skip-recompute", description = "Do not measure the recompute (a long prompt prefilled in full every run).")
+    boolean skipRecompute;
+
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
     @Override
     public Integer call() throws Exception {
-        if (tokens < 2 || newTokens < 1 || runs < 1 || warmup < 0) {
-            throw new IllegalArgumentException("--tokens must be at least 2, --new-tokens and --runs positive, --warmup not negative");
+        if (tokens < 2 || newTokens < 1 || runs < 1 || warmup < 0 || decode < 1) {
+            throw new IllegalArgumentException("--tokens must be at least 2, --new-tokens, --runs and --decode positive, --warmup not negative");
+        }
+        if (park && !engine.sparse) {
+            throw new IllegalArgumentException("--park needs --sparse (parked chunks are chosen by their key summaries)");
         }
         EngineOptions options = engine.options();
-        options = options.withContextLength(Math.max(options.contextLength(), tokens + newTokens + 2));
+        options = options.withContextLength(Math.max(options.contextLength(), tokens + newTokens + decode + 2));
+        SessionStore.Config storeConfig = park
+                ? SessionStore.Config.defaults().withParking(new SessionStore.Parking(true, parkResident, parkSlots, parkPrefetch))
+                : SessionStore.Config.defaults();
         if (existing && (data == null || sessionsToFill > 0)) {
             throw new IllegalArgumentException("--existing needs --data (a directory an earlier --sessions run filled) and no --sessions");
         }
@@ -97,7 +124,7 @@ final class BenchResumeCommand implements Callable<Integer> {
              InferenceEngine e = InferenceEngine.open(engine.model, options, g -> new HotTier(g, hotMiB << 20));
              BatchScheduler scheduler = new BatchScheduler(e);
              WarmStore warm = WarmStore.open(WarmStoreConfig.defaults(dir));
-             SessionStore sessions = SessionStore.open(e, scheduler, warm, remote, SessionStore.Config.defaults());
+             SessionStore sessions = SessionStore.open(e, scheduler, warm, remote, storeConfig);
              Replica replica = remoteConfig == null ? null : new Replica(engine.model, options, hotMiB, replicaDir, remoteConfig)) {
             HotTier hot = (HotTier) e.kvStore();
             SplittableRandom random = new SplittableRandom(42);
@@ -135,22 +162,33 @@ final class BenchResumeCommand implements Callable<Integer> {
             double[] recomputeMs = new double[runs];
             double[] remoteMs = new double[runs];
             int[] cached = new int[4];
+            double[] hotPerToken = new double[runs];
+            double[] warmPerToken = new double[runs];
+            double[] perToken = new double[1];
+            SessionStore.TurnResult[] last = new SessionStore.TurnResult[1];
+            long hotBytesBetweenTurns = 0;
             if (remote != null && !remote.awaitWrites(Duration.ofSeconds(60))) {
                 throw new IllegalStateException("the stored session's chunks were not written to Redis within 60 s: " + remote.stats());
             }
             long invocation = System.currentTimeMillis();
             for (int r = -warmup; r < runs; r++) {
-                double h = ttft(sessions, "bench", sessions.fork("bench", base.id()).id(), message, cached, 0);
+                double h = ttft(sessions, "bench", sessions.fork("bench", base.id()).id(), message, cached, 0, decode, perToken, last);
+                double hPerToken = perToken[0];
+                hotBytesBetweenTurns = hot.bytesInUse();
                 hot.evictAll();
                 warm.clearBlockCache();
-                double w = ttft(sessions, "bench", sessions.fork("bench", base.id()).id(), message, cached, 1);
-                // A tenant of its own each run (and each invocation, as --data may be reused): nothing of it is cached.
-                String tenant = "bench-recompute-" + invocation + "-" + r;
-                SessionRecord fresh = sessions.create(tenant);
-                double c = ttft(sessions, tenant, fresh.id(), concat(base.tokens(), message), cached, 2);
+                double w = ttft(sessions, "bench", sessions.fork("bench", base.id()).id(), message, cached, 1, decode, perToken, last);
+                double wPerToken = perToken[0];
+                double c = Double.NaN;
+                if (!skipRecompute) {
+                    // A tenant of its own each run (and each invocation, as --data may be reused): nothing of it is cached.
+                    String tenant = "bench-recompute-" + invocation + "-" + r;
+                    SessionRecord fresh = sessions.create(tenant);
+                    c = ttft(sessions, tenant, fresh.id(), concat(base.tokens(), message), cached, 2, 1, perToken, new SessionStore.TurnResult[1]);
+                }
                 if (replica != null) {
                     SessionRecord copy = replica.sessions.importSession("bench", base.tokens(), base.kvLength(), base.tail(), List.of());
-                    double m = ttft(replica.sessions, "bench", copy.id(), message, cached, 3);
+                    double m = ttft(replica.sessions, "bench", copy.id(), message, cached, 3, 1, perToken, new SessionStore.TurnResult[1]);
                     replica.sessions.delete("bench", copy.id());
                     replica.sessions.collectGarbage();
                     ((HotTier) replica.engine.kvStore()).evictAll();
@@ -162,6 +200,8 @@ final class BenchResumeCommand implements Callable<Integer> {
                     hotMs[r] = h;
                     warmMs[r] = w;
                     recomputeMs[r] = c;
+                    hotPerToken[r] = hPerToken;
+                    warmPerToken[r] = wPerToken;
                 }
             }
             warm.flush();
@@ -173,8 +213,25 @@ final class BenchResumeCommand implements Callable<Integer> {
             json.put("runs", runs);
             json.put("ttft_hot_ms", hundredths(median(hotMs)));
             json.put("ttft_warm_ms", hundredths(median(warmMs)));
-            json.put("ttft_recompute_ms", hundredths(median(recomputeMs)));
-            json.put("warm_speedup", hundredths(median(recomputeMs) / median(warmMs)));
+            if (!skipRecompute) {
+                json.put("ttft_recompute_ms", hundredths(median(recomputeMs)));
+                json.put("warm_speedup", hundredths(median(recomputeMs) / median(warmMs)));
+            }
+            if (decode > 1) {
+                json.put("decode_tokens", decode);
+                json.put("ms_per_token_hot", hundredths(median(hotPerToken)));
+                json.put("ms_per_token_warm", hundredths(median(warmPerToken)));
+            }
+            json.put("sparse", engine.sparse);
+            json.put("park", park);
+            // What the last measured turn's sequence held at its end, and what the hot tier held between turns.
+            SessionStore.Footprint f = last[0].footprint();
+            json.put("turn_parked_chunks", f.parkedChunks());
+            json.put("turn_hot_bytes", f.residentBytes());
+            json.put("turn_summary_bytes", f.summaryBytes());
+            json.put("turn_transient_bytes", f.transientBytes());
+            json.put("turn_total_bytes", f.residentBytes() + f.summaryBytes() + f.transientBytes());
+            json.put("hot_bytes_between_turns", hotBytesBetweenTurns);
             json.put("cached_tokens_hot", cached[0]);
             json.put("cached_tokens_warm", cached[1]);
             json.put("cached_tokens_recompute", cached[2]);
@@ -277,19 +334,29 @@ final class BenchResumeCommand implements Callable<Integer> {
         return -1;
     }
 
-    /** Milliseconds from the turn call to its first token; the turn then completes (and is stored) before returning. */
-    private static double ttft(SessionStore sessions, String tenant, String id, int[] message, int[] cached, int slot) throws Exception {
+    /**
+     * Milliseconds from the turn call to its first token; the turn generates {@code decode} tokens and completes (and is
+     * stored) before returning. {@code perToken[0]}: ms per token after the first; {@code last[0]}: the turn's result.
+     */
+    private static double ttft(SessionStore sessions, String tenant, String id, int[] message, int[] cached, int slot, int decode,
+                               double[] perToken, SessionStore.TurnResult[] last) throws Exception {
         long[] first = {0};
+        long[] latest = {0};
         long start = System.nanoTime();
-        SessionStore.TurnResult r = sessions.turn(tenant, id, message, List.of(), SamplingParams.greedy(), 1, true, new GenerationListener() {
-            @Override
-            public void onToken(int token, String text) {
-                if (first[0] == 0) {
-                    first[0] = System.nanoTime();
-                }
-            }
-        }).get();
+        SessionStore.TurnResult r = sessions.turn(tenant, id, message, List.of(), SamplingParams.greedy(), decode, true,
+                new GenerationListener() {
+                    @Override
+                    public void onToken(int token, String text) {
+                        long now = System.nanoTime();
+                        if (first[0] == 0) {
+                            first[0] = now;
+                        }
+                        latest[0] = now;
+                    }
+                }).get();
         cached[slot] = r.cachedTokens();
+        perToken[0] = decode > 1 ? (latest[0] - first[0]) / 1e6 / (decode - 1) : Double.NaN;
+        last[0] = r;
         return (first[0] - start) / 1e6;
     }
 

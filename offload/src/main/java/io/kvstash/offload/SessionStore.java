@@ -70,7 +70,7 @@ public final class SessionStore implements AutoCloseable {
      *                        chunks already stored, and a crash costs a recompute, never a session)
      * @param orphanGrace     how long a chunk no record lists stays, in case a session takes it up again
      */
-    public record Config(long warmBudgetBytes, boolean writeThrough, Duration orphanGrace) {
+    public record Config(long warmBudgetBytes, boolean writeThrough, Duration orphanGrace, Parking parking) {
         public Config {
             if (warmBudgetBytes < 1) {
                 throw new IllegalArgumentException("warm budget must be positive, got " + warmBudgetBytes);
@@ -79,24 +79,87 @@ public final class SessionStore implements AutoCloseable {
             if (orphanGrace.isNegative()) {
                 throw new IllegalArgumentException("orphan grace must not be negative, got " + orphanGrace);
             }
+            Objects.requireNonNull(parking, "parking");
+        }
+
+        /** Without parking. */
+        public Config(long warmBudgetBytes, boolean writeThrough, Duration orphanGrace) {
+            this(warmBudgetBytes, writeThrough, orphanGrace, Parking.OFF);
         }
 
         public static Config defaults() {
             return new Config(Long.MAX_VALUE, true, Duration.ofMinutes(10));
         }
+
+        public Config withParking(Parking parking) {
+            return new Config(warmBudgetBytes, writeThrough, orphanGrace, parking);
+        }
+    }
+
+    /**
+     * Which full chunks of a session's KV a turn keeps in the warm tier only ({@link KvCache#park}): sparse
+     * decode reads them from there into per-sequence transient slots, never into the hot tier. Parked are
+     * the chunks after the sink (chunk 0) and before the newest {@code residentChunks}. They are read
+     * into at most {@code transientChunks} slots: a layer that needs more at once (a prefill, a dense
+     * layer, a sequence under the sparse minimum) attends in rounds, reading chunks again.
+     *
+     * @param enabled         park or not (needs sparse decode: parked chunks are chosen by their key summaries)
+     * @param residentChunks  newest full chunks that stay in the hot tier (the sink chunk 0 always does; the tail is never a full chunk)
+     * @param transientChunks chunk-sized off-heap slots per sequence that parked chunks are read into
+     * @param prefetch        read the chunks the next layer needed last step on a background thread while a layer attends
+     */
+    public record Parking(boolean enabled, int residentChunks, int transientChunks, boolean prefetch) {
+        public static final Parking OFF = new Parking(false, 0, 1, false);
+
+        public Parking {
+            if (residentChunks < 0) {
+                throw new IllegalArgumentException("resident chunks must not be negative, got " + residentChunks);
+            }
+            if (transientChunks < 1) {
+                throw new IllegalArgumentException("transient chunks must be at least 1, got " + transientChunks);
+            }
+        }
+
+        /**
+         * The end (exclusive) of the chunks parked in a KV of {@code fullChunks} full chunks; they start at
+         * chunk 1, so an end of 1 or less parks nothing.
+         */
+        public int parkedEnd(int fullChunks) {
+            return enabled ? fullChunks - residentChunks : 0;
+        }
+
+        /** How many chunks a KV of {@code fullChunks} full chunks parks. */
+        public int parked(int fullChunks) {
+            return Math.max(0, parkedEnd(fullChunks) - 1);
+        }
     }
 
     /** Where a turn's KV came from, and what it produced. */
     public record TurnResult(SessionRecord record, GenerationResult generation, int promptTokens, int hotChunks, int warmChunks,
-                             int remoteChunks, int restoredTailTokens, int computedTokens) {
+                             int remoteChunks, int restoredTailTokens, int computedTokens, Footprint footprint) {
         /** Prompt tokens whose KV came from a tier instead of being computed. */
         public int cachedTokens() {
             return promptTokens - computedTokens;
         }
     }
 
-    /** Where a session's chunks are now. */
-    public record Residency(int hotChunks, int warmChunks, int missingChunks, long hotBytes, long warmBytes) {}
+    /**
+     * Where a session's chunks are now. With parking: {@code parkedChunks} of its chunks a turn reads from
+     * the warm tier instead of the hot tier, and what a turn then holds besides its hot chunks: their key
+     * summaries ({@code summaryBytes}, heap) and its transient slots ({@code transientBytes}, off-heap).
+     */
+    public record Residency(int hotChunks, int warmChunks, int missingChunks, long hotBytes, long warmBytes, int parkedChunks,
+                            long summaryBytes, long transientBytes) {
+        public Residency(int hotChunks, int warmChunks, int missingChunks, long hotBytes, long warmBytes) {
+            this(hotChunks, warmChunks, missingChunks, hotBytes, warmBytes, 0, 0, 0);
+        }
+    }
+
+    /**
+     * What a turn's KV held at its end: full chunks parked in the warm tier, bytes of its chunks resident in
+     * the hot tier (the tail included), of the key summaries it computed (heap) and of its transient slots.
+     */
+    public record Footprint(int parkedChunks, long residentBytes, long summaryBytes, long transientBytes) {}
 
     private final InferenceEngine engine;
     private final HotTier hot;
@@ -110,6 +173,8 @@ public final class SessionStore implements AutoCloseable {
     private final io.kvstash.engine.model.ModelFingerprint model;
     private final ChunkHeader header;
     private final ExecutorService persister;
+    private final Parking parking;
+    private final WarmChunkFetcher parkedFetcher; // null without parking
     private final Map<String, Boolean> busy = new ConcurrentHashMap<>();
     // Chunks turns asked the warm tier for: read and used, or absent (the hot tier counts its own).
     private final LongAdder warmChunkHits = new LongAdder();
@@ -139,6 +204,12 @@ public final class SessionStore implements AutoCloseable {
         this.chunkBytes = ChunkLayout.of(g, g.format()).chunkBytes();
         this.model = engine.fingerprint();
         this.header = new ChunkHeader((byte) g.format().ordinal(), chunkTokens, ModelFingerprint.of(model.bytes()));
+        this.parking = config.parking();
+        if (parking.enabled() && !engine.sparse().enabled()) {
+            throw new IllegalArgumentException("parking chunks needs sparse decode (parked chunks are chosen by their key summaries):"
+                    + " the engine was opened without it");
+        }
+        this.parkedFetcher = parking.enabled() ? new WarmChunkFetcher(warm, g, model) : null;
         this.persister = Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "kvstash-session-io");
             t.setDaemon(true);
@@ -376,7 +447,7 @@ public final class SessionStore implements AutoCloseable {
                     wasShifted ? r.shiftedTokens() : 0, wasShifted ? r.chunkKeys() : List.of());
             int[] kv = SessionRecord.kvView(history, plan.sink, plan.shiftedBefore);
             int[] kvBeforeShift = kv;
-            Resumed resumed = resume(tenant, r, kv, wasShifted ? r.kvTokens() : r.tokens(), plan.known);
+            Resumed resumed = resume(tenant, r, kv, wasShifted ? r.kvTokens() : r.tokens(), plan.known, sinkChunks < 0);
             // Chunks after the first miss are computed again: chained keys name them, not the record's.
             plan.known = plan.known.subList(0, Math.min(plan.known.size(), resumed.hotChunks + resumed.warmChunks));
             Generation g;
@@ -640,7 +711,10 @@ public final class SessionStore implements AutoCloseable {
                 m++;
             }
         }
-        return new Residency(h, w, m, h * chunkBytes, (long) (h + w) * chunkBytes);
+        int parked = parking.parked(r.chunkKeys().size());
+        long summaries = parked == 0 ? 0 : parked * KvChunk.summaryBytes(hot.geometry(), engine.sparse().summaryTokens(chunkTokens));
+        return new Residency(h, w, m, h * chunkBytes, (long) (h + w) * chunkBytes, parked, summaries,
+                (long) Math.min(parked, parking.transientChunks()) * chunkBytes);
     }
 
     /** Deletes stored chunks no record has listed for the grace period; returns how many. */
@@ -683,7 +757,8 @@ public final class SessionStore implements AutoCloseable {
 
     // ---- a turn ------------------------------------------------------------------------------
 
-    record Resumed(KvCache cache, int hotChunks, int warmChunks, int remoteChunks, int tailTokens) {
+    /** @param mayPark whether the turn parks chunks (then also those it computes, when it ends) */
+    record Resumed(KvCache cache, int hotChunks, int warmChunks, int remoteChunks, int tailTokens, boolean mayPark) {
         int chunks() {
             return hotChunks + warmChunks + remoteChunks;
         }
@@ -696,32 +771,47 @@ public final class SessionStore implements AutoCloseable {
      * tokens the record's KV holds (its tail is used only while {@code history} starts with them).
      */
     Resumed resume(String tenant, SessionRecord r, int[] history) {
-        return resume(tenant, r, history, r.kvTokens(), r.shiftedTokens() > 0 ? r.chunkKeys() : List.of());
+        return resume(tenant, r, history, r.kvTokens(), r.shiftedTokens() > 0 ? r.chunkKeys() : List.of(), true);
     }
 
-    Resumed resume(String tenant, SessionRecord r, int[] history, int[] recordKv, List<ChunkKey> known) {
+    /**
+     * @param mayPark whether the turn may park chunks ({@link Parking}; not when it may shift its KV, which
+     *                moves chunks: a parked chunk cannot be moved)
+     */
+    Resumed resume(String tenant, SessionRecord r, int[] history, int[] recordKv, List<ChunkKey> known, boolean mayPark) {
         KvCache cache = engine.newSequence();
         try {
             int full = (history.length - 1) / chunkTokens; // leave at least one token to feed
             ChunkKey[] keys = ChunkKey.extend(known, tenant, model, hot.geometry().format(), chunkTokens, history, full);
+            // Chunks [1, parkEnd) are parked: taken from the hot tier and let go there, or read once from the warm tier to be summarised.
+            int parkEnd = mayPark ? parking.parkedEnd(full) : 0;
             int i = 0;
             int hotHits = 0;
-            for (; i < full; i++) {
-                KvChunk c = hot.acquire(keys[i]);
-                if (c == null) {
-                    break;
-                }
-                cache.appendFull(c);
-                hotHits++;
-            }
             int warmHits = 0;
+            for (; i < full; i++) {
+                boolean park = i >= 1 && i < parkEnd;
+                KvChunk c = hot.acquire(keys[i]);
+                if (c != null) {
+                    cache.appendFull(c);
+                    hotHits++;
+                    if (park) {
+                        parkHot(cache, i, keys[i], parkEnd - 1);
+                    }
+                } else if (park ? parkFromWarm(cache, i, keys[i], parkEnd - 1) : i == 0 && parkEnd > 1 && sinkFromWarm(cache, keys[0])) {
+                    warmHits++;
+                    warmChunkHits.increment();
+                } else {
+                    break; // a miss, or past the parked chunks: the rest is read in one batch below
+                }
+            }
             if (i < full) {
                 List<ChunkKey> want = Arrays.asList(keys).subList(i, full);
                 List<Optional<byte[]>> got = warm.getChunks(want.stream().map(ChunkKey::bytes).toList(), header);
-                warmHits = appendFound(cache, want, got, true);
-                i += warmHits;
-                warmChunkHits.add(warmHits);
-                warmChunkMisses.add(want.size() - warmHits);
+                int found = appendFound(cache, want, got, true);
+                i += found;
+                warmHits += found;
+                warmChunkHits.add(found);
+                warmChunkMisses.add(want.size() - found);
             }
             int remoteHits = 0;
             if (i < full && remote != null) {
@@ -747,10 +837,75 @@ public final class SessionStore implements AutoCloseable {
                 cache.appendTail(tail, filled);
                 tailTokens = filled;
             }
-            return new Resumed(cache, hotHits, warmHits, remoteHits, tailTokens);
+            return new Resumed(cache, hotHits, warmHits, remoteHits, tailTokens, mayPark && parking.enabled());
         } catch (RuntimeException e) {
             cache.close();
             throw e;
+        }
+    }
+
+    /** Gives {@code cache} its transient slots for {@code parked} parked chunks, unless it has them. */
+    private void ensureTransient(KvCache cache, int parked) {
+        if (cache.transientChunks() == null) {
+            cache.useTransientChunks(new io.kvstash.engine.kv.TransientChunks(hot.geometry(),
+                    Math.max(1, Math.min(parking.transientChunks(), parked)), parking.prefetch()));
+        }
+    }
+
+    /**
+     * Parks chunk {@code index} of {@code cache}, just taken from the hot tier: written to the warm tier
+     * first if it is not there, summarised unless it is already (a chunk the hot tier keeps keeps its
+     * summary), parked, then dropped from the hot tier unless another sequence holds it.
+     */
+    private void parkHot(KvCache cache, int index, ChunkKey key, int parked) {
+        ensureTransient(cache, parked);
+        KvChunk c = cache.chunk(index);
+        if (!isStored(key)) {
+            warm.putChunks(List.of(new NewChunk(key.bytes(), header, bytesOf(c))));
+            markStored(key);
+        }
+        hot.markPersisted(key);
+        cache.park(index, parkedFetcher, key, engine.sparse().summaryTokens(chunkTokens));
+        hot.evict(key);
+    }
+
+    /**
+     * Appends chunk {@code index} from the warm tier as a parked chunk: its body is read once (one
+     * RocksDB read through a reused buffer, into one hot-tier slab that is never registered and is freed
+     * as soon as the summary is computed), so the hot tier never lists it. Returns false when the warm tier
+     * does not have it (or it fails its checks).
+     */
+    private boolean parkFromWarm(KvCache cache, int index, ChunkKey key, int parked) {
+        ensureTransient(cache, parked);
+        KvChunk body = hot.allocateSealed();
+        try {
+            parkedFetcher.fetch(new Object[] {key}, new MemorySegment[] {body.data()}, 0, 1);
+            cache.appendFull(body); // the cache releases it from now on
+        } catch (io.kvstash.engine.kv.ChunkUnavailableException e) {
+            hot.release(body);
+            synchronized (this) {
+                stored.remove(key); // missing or damaged: the turn computes it again and writes it anew
+            }
+            return false;
+        } catch (RuntimeException e) {
+            hot.release(body);
+            throw e;
+        }
+        markStored(key);
+        cache.park(index, parkedFetcher, key, engine.sparse().summaryTokens(chunkTokens));
+        return true;
+    }
+
+    /** Appends the sink chunk (chunk 0, before the parked ones) from the warm tier, registered in the hot tier; false when missing. */
+    private boolean sinkFromWarm(KvCache cache, ChunkKey key) {
+        List<Optional<byte[]>> got = warm.getChunks(List.of(key.bytes()), header);
+        return appendFound(cache, List.of(key), got, true) == 1;
+    }
+
+    /** Records that the warm tier holds {@code key} (written or read outside a record's batch). */
+    private synchronized void markStored(ChunkKey key) {
+        if (stored.add(key) && refs.getOrDefault(key, 0) == 0) {
+            orphanSince.putIfAbsent(key, clock.millis());
         }
     }
 
@@ -791,6 +946,7 @@ public final class SessionStore implements AutoCloseable {
     private TurnResult finishTurn(String tenant, SessionRecord r, int[] history, int[] kvBeforeShift, int fed, KvPlan plan, int droppedMessages,
                                   List<SessionRecord.Message> newMessages, Resumed resumed, GenerationResult result) {
         KvCache cache = resumed.cache;
+        List<ChunkKey> parkAfterTurn = new ArrayList<>();
         try {
             if (result.reason() == StopReason.ERROR) {
                 // The cache may hold half a step: keep the record as it was.
@@ -804,6 +960,13 @@ public final class SessionStore implements AutoCloseable {
             int listed = 0;
             for (int c = 0; c < full; c++) {
                 KvChunk chunk = cache.chunk(c);
+                if (chunk.parked()) {
+                    // In the warm tier under this key (parked only once there), and never in the hot tier again.
+                    if (listed == c) {
+                        listed++;
+                    }
+                    continue;
+                }
                 KvChunk kept = hot.register(keys[c], chunk, false);
                 if (kept != chunk) {
                     cache.replaceFull(c, kept);
@@ -845,10 +1008,26 @@ public final class SessionStore implements AutoCloseable {
             enforceBudget(r.id());
             int promptTokens = fed;
             int computed = Math.max(0, promptTokens - resumed.chunks() * chunkTokens - resumed.tailTokens);
+            var slots = cache.transientChunks();
+            Footprint footprint = new Footprint(cache.parkedChunks(), cache.bytes(), cache.summaryBytes(), slots == null ? 0 : slots.bytes());
+            if (resumed.mayPark) {
+                // The chunks the next turn parks leave the hot tier now: they are in the warm tier (listed by the record).
+                for (int c = 1, end = Math.min(parking.parkedEnd(full), listed); c < end; c++) {
+                    if (!cache.chunk(c).parked()) {
+                        parkAfterTurn.add(keys[c]);
+                    }
+                }
+            }
             return new TurnResult(next, result, promptTokens, resumed.hotChunks, resumed.warmChunks, resumed.remoteChunks,
-                    resumed.tailTokens, computed);
+                    resumed.tailTokens, computed, footprint);
         } finally {
             cache.close();
+            // Unpinned now (unless another sequence holds them, which keeps them): out of the hot tier.
+            for (ChunkKey k : parkAfterTurn) {
+                if (isStored(k)) {
+                    hot.evict(k);
+                }
+            }
         }
     }
 

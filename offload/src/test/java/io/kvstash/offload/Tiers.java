@@ -32,8 +32,19 @@ final class Tiers implements AutoCloseable {
     }
 
     Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config, RemoteTier remote, int contextLength) {
-        engine = InferenceEngine.open(model, EngineOptions.defaults().withThreads(2).withKvFormat(format).withContextLength(contextLength),
-                g -> new HotTier(g, hotBytes));
+        this(model, format, dir, hotBytes, config, remote, contextLength, io.kvstash.engine.model.SparseAttention.OFF);
+    }
+
+    /** With sparse decode set up as {@code sparse} says. */
+    Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config, int contextLength,
+          io.kvstash.engine.model.SparseAttention sparse) {
+        this(model, format, dir, hotBytes, config, null, contextLength, sparse);
+    }
+
+    Tiers(Path model, KvFormat format, Path dir, long hotBytes, SessionStore.Config config, RemoteTier remote, int contextLength,
+          io.kvstash.engine.model.SparseAttention sparse) {
+        engine = InferenceEngine.open(model, EngineOptions.defaults().withThreads(2).withKvFormat(format).withContextLength(contextLength)
+                        .withSparse(sparse), g -> new HotTier(g, hotBytes));
         BatchScheduler s = null;
         WarmStore w = null;
         try {

@@ -41,7 +41,7 @@ public class KvCacheEndpoint {
     }
 
     public record SessionResidency(String id, String tenant, int tokens, int hotChunks, int warmChunks, int missingChunks,
-                                   long hotBytes, long warmBytes) {}
+                                   long hotBytes, long warmBytes, int parkedChunks, long summaryBytes, long transientBytes) {}
 
     @ReadOperation
     public Map<String, Object> kvcache() {
@@ -115,7 +115,8 @@ public class KvCacheEndpoint {
                 try {
                     SessionStore.Residency res = sessions.residency(r.tenant(), r.id());
                     all.add(new SessionResidency(r.id(), r.tenant(), r.tokens().length, res.hotChunks(), res.warmChunks(),
-                            res.missingChunks(), res.hotBytes(), res.warmBytes()));
+                            res.missingChunks(), res.hotBytes(), res.warmBytes(), res.parkedChunks(), res.summaryBytes(),
+                            res.transientBytes()));
                 } catch (UnknownSessionException deletedMeanwhile) {
                     // gone since the scan saw it
                 }

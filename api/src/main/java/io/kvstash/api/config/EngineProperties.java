@@ -52,6 +52,7 @@ public record EngineProperties(
      * @param denseLayers  leading layers that always attend densely
      * @param scoring      how chunks are ranked ({@link SparseAttention.Scoring}; {@code exact} is a CLI fidelity reference and refused here)
      * @param summaryTokens positions per sub-block of a chunk's key summary; divides the 64-token chunks; 0 = the whole chunk
+     * @param park         parking the old chunks of long sessions in the warm tier ({@code kvstash.engine.sparse.park.*})
      */
     public record Sparse(
             @DefaultValue("false") boolean enabled,
@@ -59,9 +60,36 @@ public record EngineProperties(
             @DefaultValue("4096") @Min(0) @Max(1 << 24) int minContext,
             @DefaultValue("2") @Min(0) @Max(1024) int denseLayers,
             @DefaultValue("moments") @NotNull SparseAttention.Scoring scoring,
-            @DefaultValue("16") @Min(0) @Max(1 << 24) int summaryTokens) {
+            @DefaultValue("16") @Min(0) @Max(1 << 24) int summaryTokens,
+            @DefaultValue @Valid @NotNull Park park) {
+
+        /**
+         * {@code kvstash.engine.sparse.park}: a session's full chunks past the sink and the newest
+         * {@code residentChunks} stay in the warm tier (RocksDB) with their key summaries in memory; decode reads
+         * the ones it picks into {@code transientChunks} per-sequence slots, never into the hot tier.
+         *
+         * @param enabled         on or off (needs {@code kvstash.engine.sparse.enabled})
+         * @param residentChunks  newest full chunks of a session that stay in the hot tier (chunk 0 always does)
+         * @param transientChunks chunk-sized slots per sequence that parked chunks are read into; at most this many are parked
+         * @param prefetch        read the chunks the next layer needed last step on a background thread
+         */
+        public record Park(
+                @DefaultValue("false") boolean enabled,
+                @DefaultValue("8") @Min(0) @Max(1 << 20) int residentChunks,
+                @DefaultValue("64") @Min(1) @Max(1 << 16) int transientChunks,
+                @DefaultValue("false") boolean prefetch) {
+
+            public io.kvstash.offload.SessionStore.Parking parking() {
+                return enabled ? new io.kvstash.offload.SessionStore.Parking(true, residentChunks, transientChunks, prefetch)
+                        : io.kvstash.offload.SessionStore.Parking.OFF;
+            }
+        }
 
         public Sparse {
+            if (park != null && park.enabled() && !enabled) {
+                throw new IllegalArgumentException("kvstash.engine.sparse.park.enabled = true needs kvstash.engine.sparse.enabled = true"
+                        + " (parked chunks are chosen by their key summaries)");
+            }
             if (scoring == SparseAttention.Scoring.EXACT) {
                 throw new IllegalArgumentException("kvstash.engine.sparse.scoring: exact reads every chunk (a fidelity reference for"
                         + " ./kvstash sparse-fidelity); use moments, mass-bound, mean or bound");

@@ -39,6 +39,9 @@ public final class Problems {
             case ServerWebInputException s -> new ProblemException(Problem.MALFORMED_REQUEST, inputDetail(s), null, null);
             case DecodingException d -> new ProblemException(Problem.MALFORMED_REQUEST, "request body is not valid JSON for this endpoint",
                     null, null);
+            case io.kvstash.engine.kv.ChunkUnavailableException c -> new ProblemException(Problem.GENERATION_FAILED,
+                    "a parked KV chunk could not be read back from the warm tier: " + c.getMessage()
+                            + "; the session is unchanged, and its next turn computes what is missing", null, null);
             case StoreClosedException c -> new ProblemException(Problem.UNAVAILABLE, "the service is shutting down", null, null);
             case IllegalStateException s when s.getMessage() != null && s.getMessage().contains("closed") ->
                     new ProblemException(Problem.UNAVAILABLE, "the service is shutting down", null, null);

@@ -20,13 +20,17 @@ public final class SessionViews {
     /**
      * Where a session's KV chunks are. {@code tier}: {@code hot} when every chunk is in memory,
      * {@code warm} when none is missing but some are only on disk, {@code none} when it has no chunks
-     * or some were dropped (its next turn recomputes them).
+     * or some were dropped (its next turn recomputes them). With parking ({@code kvstash.engine.sparse.park.*}):
+     * {@code parkedChunks} of its chunks a turn reads from the warm tier only, and what a turn holds for them
+     * besides the hot chunks: their key summaries ({@code summaryBytes}) and its transient slots ({@code transientBytes}).
      */
-    public record ResidencyView(String tier, int hotChunks, int warmChunks, int missingChunks, long hotBytes, long warmBytes) {
+    public record ResidencyView(String tier, int hotChunks, int warmChunks, int missingChunks, long hotBytes, long warmBytes,
+                                int parkedChunks, long summaryBytes, long transientBytes) {
         public static ResidencyView of(SessionStore.Residency r) {
             int total = r.hotChunks() + r.warmChunks() + r.missingChunks();
             String tier = total == 0 || r.missingChunks() > 0 ? "none" : r.warmChunks() == 0 ? "hot" : "warm";
-            return new ResidencyView(tier, r.hotChunks(), r.warmChunks(), r.missingChunks(), r.hotBytes(), r.warmBytes());
+            return new ResidencyView(tier, r.hotChunks(), r.warmChunks(), r.missingChunks(), r.hotBytes(), r.warmBytes(),
+                    r.parkedChunks(), r.summaryBytes(), r.transientBytes());
         }
     }
 
