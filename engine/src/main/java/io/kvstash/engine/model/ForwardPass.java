@@ -55,12 +55,20 @@ public final class ForwardPass {
     private int[] roundOf = new int[0];  // (chunks) the round in which a chunk is attended over, −1: in none
     private boolean[] roundBind = new boolean[0]; // (chunks) the parked chunks one round binds
     private boolean[] roundPick = new boolean[0]; // (kvHeads, chunks) the sparse choice of the cache's decoding token, per KV head
+    // A layer's sparse choice per (token, KV head), made once by SelectTask before anything reads it:
+    private byte[] stepChoice = new byte[0]; // (batch, kvHeads) NOT_CHOSEN, CHOSE_SPARSE or CHOSE_DENSE
+    private boolean[] stepPicks = new boolean[0]; // (batch, kvHeads, pickStride) the chosen chunks
+    private int pickStride;
+    private static final byte NOT_CHOSEN = 0;
+    private static final byte CHOSE_SPARSE = 1;
+    private static final byte CHOSE_DENSE = 2;
     private int roundSparseToken = -1;   // the token of the cache in rounds that attends sparsely (at most one: its only token), or −1
     private final RoundTask roundTask = new RoundTask();
     // Per-token bookkeeping of the current step: which sequence a token belongs to and its position.
     private final KvCache[] tokenCache; // (batch)
     private final int[] tokenPos;       // (batch)
     private final int[] sealTokens;     // (batch) tokens whose sequence seals its tail this step
+    private final int[] choosingTokens; // (batch) tokens that choose chunks for sparse attention in the current layer
     private final SealTask sealTask = new SealTask();
     private final boolean[] tokenDecode; // (batch) the token is its sequence's only one in the step
     private final KvCache[] oneCache;   // (batch) filled with the one cache of a single-sequence forward
@@ -68,6 +76,7 @@ public final class ForwardPass {
 
     private final MatTask matTask = new MatTask();
     private final AttentionTask attentionTask = new AttentionTask();
+    private final SelectTask selectTask = new SelectTask();
 
     public ForwardPass(LlamaModel model, ComputePool pool, int maxBatch) {
         if (maxBatch < 1) {
@@ -96,6 +105,7 @@ public final class ForwardPass {
         tokenCache = new KvCache[maxBatch];
         tokenPos = new int[maxBatch];
         sealTokens = new int[maxBatch];
+        choosingTokens = new int[maxBatch];
         tokenDecode = new boolean[maxBatch];
         oneCache = new KvCache[maxBatch];
         allRows = new int[maxBatch];
@@ -272,6 +282,13 @@ public final class ForwardPass {
                 ensureSparseScratch(ChunkSelection.estimateFloats(chunks, g.chunkTokens() / blockTokens), chunks);
             }
         }
+        int stride = 1;
+        for (int i = 0; i < n; i++) {
+            stride = Math.max(stride, tokenPos[i] / caches[i].geometry().chunkTokens() + 1);
+        }
+        if (sp.enabled()) {
+            ensureChoiceScratch(n, stride);
+        }
         try {
             for (int i = 0; i < n; i++) {
                 tokenCache[i] = caches[i];
@@ -323,6 +340,16 @@ public final class ForwardPass {
         }
     }
 
+    private void ensureChoiceScratch(int n, int stride) {
+        pickStride = stride;
+        if (stepChoice.length < n * c.kvHeads()) {
+            stepChoice = new byte[Math.max(n, 16) * c.kvHeads()];
+        }
+        if (stepPicks.length < n * c.kvHeads() * stride) {
+            stepPicks = new boolean[Math.max(n * c.kvHeads() * stride, stepPicks.length * 2)];
+        }
+    }
+
     private void ensureSummaryScratch(KvGeometry g) {
         if (summaryScratch.length < KvChunk.summaryScratchFloats(g)) {
             summaryScratch = new float[KvChunk.summaryScratchFloats(g)];
@@ -364,6 +391,9 @@ public final class ForwardPass {
                 int chunkTokens = cache.geometry().chunkTokens();
                 KvChunk chunk = cache.chunk(pos / chunkTokens);
                 chunk.write(l, pos % chunkTokens, k, t * c.kvDim(), v, t * c.kvDim());
+            }
+            if (stepSparse.enabled()) {
+                selectTask.run(l, n);
             }
             if (stepParked) {
                 bindParked(l, n);
@@ -496,13 +526,14 @@ public final class ForwardPass {
                     && stepSparse.scoring() != SparseAttention.Scoring.EXACT) { // exact scoring reads every chunk's keys
                 dense = false;
                 for (int kvHead = 0; kvHead < c.kvHeads() && !dense; kvHead++) {
-                    if (ChunkSelection.select(cache, l, kvHead, q, u * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
-                            positions, stepSparse, (float) (1.0 / Math.sqrt(hd)), chunkBound[0], chunkPick[0], scores[0], kvScratch[0])) {
+                    int choice = u * c.kvHeads() + kvHead;
+                    if (stepChoice[choice] == CHOSE_SPARSE) {
+                        int at = choice * pickStride;
                         for (int ch = 0; ch < upTo; ch++) {
-                            parkedNeed[ch] |= chunkPick[0][ch];
+                            parkedNeed[ch] |= stepPicks[at + ch];
                         }
                         if (keepPicks) {
-                            System.arraycopy(chunkPick[0], 0, roundPick, kvHead * stride, upTo);
+                            System.arraycopy(stepPicks, at, roundPick, kvHead * stride, upTo);
                         }
                     } else {
                         dense = true; // the budget covers the context: the same for every KV head
@@ -718,6 +749,53 @@ public final class ForwardPass {
         }
     }
 
+    /**
+     * A layer's sparse choice ({@link ChunkSelection#select}) for every (decoding token, KV head)
+     * that goes sparse, once and in parallel, before parked chunks are bound and attention runs:
+     * both read it, and so does every query head of a grouped-query group. Exact scoring reads
+     * chunk bodies, which parked chunks get only when bound, so it still chooses inside attention.
+     */
+    private final class SelectTask implements ComputePool.RangeTask {
+        private int layer;
+        private int count;
+
+        void run(int layer, int n) {
+            this.layer = layer;
+            int heads = c.kvHeads();
+            Arrays.fill(stepChoice, 0, n * heads, NOT_CHOSEN);
+            if (stepSparse.scoring() == SparseAttention.Scoring.EXACT) {
+                return;
+            }
+            count = 0;
+            for (int t = 0; t < n; t++) {
+                if (tokenDecode[t] && stepSparse.engages(layer, tokenPos[t] + 1)) {
+                    choosingTokens[count++] = t;
+                }
+            }
+            pool.run(this, count * heads);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            int hd = c.headDim();
+            float scale = (float) (1.0 / Math.sqrt(hd));
+            for (int i = from; i < to; i++) {
+                int t = choosingTokens[i / c.kvHeads()];
+                int kvHead = i % c.kvHeads();
+                KvCache cache = tokenCache[t];
+                int positions = tokenPos[t] + 1;
+                int choice = t * c.kvHeads() + kvHead;
+                if (ChunkSelection.select(cache, layer, kvHead, q, t * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
+                        positions, stepSparse, scale, chunkBound[worker], chunkPick[worker], scores[worker], kvScratch[worker])) {
+                    System.arraycopy(chunkPick[worker], 0, stepPicks, choice * pickStride, (positions - 1) / cache.geometry().chunkTokens() + 1);
+                    stepChoice[choice] = CHOSE_SPARSE;
+                } else {
+                    stepChoice[choice] = CHOSE_DENSE;
+                }
+            }
+        }
+    }
+
     /** Causal attention of every (token, head) of the batch over the cache's chunks. */
     private final class AttentionTask implements ComputePool.RangeTask {
         private int layer;
@@ -775,7 +853,13 @@ public final class ForwardPass {
             int hd = c.headDim();
             boolean[] pick = chunkPick[worker];
             float[] scratch = kvScratch[worker];
-            if (!ChunkSelection.select(cache, layer, kvHead, q, t * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
+            int choice = t * c.kvHeads() + kvHead;
+            if (stepChoice.length > choice && stepChoice[choice] != NOT_CHOSEN) {
+                if (stepChoice[choice] == CHOSE_DENSE) {
+                    return false;
+                }
+                System.arraycopy(stepPicks, choice * pickStride, pick, 0, (positions - 1) / chunkTokens + 1);
+            } else if (!ChunkSelection.select(cache, layer, kvHead, q, t * c.queryDim() + kvHead * c.groupSize() * hd, c.groupSize(), hd,
                     positions, sp, scale, chunkBound[worker], pick, scores[worker], scratch)) {
                 return false;
             }
