@@ -180,6 +180,54 @@ class CommandLineTest {
         assertTrue(badBlocks.err().contains("--sparse-summary-tokens"), badBlocks.err());
     }
 
+    @Test
+    void shouldReportOracleRowsWhenMeasuringFidelityWithAnOracle() throws Exception {
+        String model = TestModels.model("stories260K-f32.gguf").toString();
+        String text = TestModels.data("stories-public.txt").toString();
+        // Only the last of 5 layers sparse: every variant sees the same queries there, so mass orders by granularity and choice.
+        Run r = run("sparse-fidelity", "--model", model, "--file", text, "--contexts", "512", "--budgets", "0.25,1",
+                "--positions", "8", "--sparse-dense-layers", "4", "--threads", "2", "--oracle", "tokens,blocks16,chunks",
+                "--oracle-choice", "head,group", "--tie-gap", "0.05");
+        assertEquals(0, r.code(), r.err());
+        String[] lines = r.out().trim().split("\n");
+        JsonNode json = new ObjectMapper().readTree(lines[lines.length - 1]);
+        assertEquals("ORACLE", json.get("scoring").asText());
+        JsonNode rows = json.get("rows");
+        assertEquals(2 * 3 * 2, rows.size(), "budgets x granularities x choices");
+        double[] mass = new double[6];
+        for (int i = 0; i < rows.size(); i++) {
+            JsonNode row = rows.get(i);
+            assertEquals(7, row.get("measured_positions").asInt(), row.toString());
+            assertEquals(new int[] {1, 1, 16, 16, 64, 64}[i % 6], row.get("oracle_units").asInt(), row.toString());
+            assertEquals(i % 2 == 0 ? "head" : "group", row.get("oracle_choice").asText(), row.toString());
+            int misses = row.get("misses").asInt();
+            assertEquals(Math.round(7 * (1 - row.get("top1_agreement").asDouble())), misses, row.toString());
+            assertTrue(row.get("near_tie_misses").asInt() <= misses, row.toString());
+            if (row.get("budget_share").asDouble() == 1.0) {
+                assertEquals(1.0, row.get("top1_agreement").asDouble(), row.toString());
+                assertEquals(0.0, row.get("mean_kl").asDouble(), "a budget covering the context is dense: " + row);
+                assertFalse(row.has("mass_captured"), row.toString());
+            } else {
+                mass[i] = row.get("mass_captured").asDouble();
+                assertTrue(mass[i] > 0 && mass[i] < 1, row.toString());
+                assertTrue(row.get("mean_kl").asDouble() > 0, row.toString());
+            }
+        }
+        for (int i = 0; i < 6; i += 2) {
+            assertTrue(mass[i] >= mass[i + 1] - 1e-6, "a head's own choice captures at least its group's: " + java.util.Arrays.toString(mass));
+        }
+        for (int i = 2; i < 6; i++) {
+            assertTrue(mass[i - 2] >= mass[i] - 1e-6, "finer units capture at least as much: " + java.util.Arrays.toString(mass));
+        }
+        assertTrue(mass[0] > mass[4], "single positions capture more than whole chunks: " + java.util.Arrays.toString(mass));
+        Run badUnits = run("sparse-fidelity", "--model", model, "--file", text, "--oracle", "blocks24");
+        assertEquals(2, badUnits.code());
+        assertTrue(badUnits.err().contains("--oracle blocks24: blocks of 24 positions do not divide chunks of 64"), badUnits.err());
+        Run badChoice = run("sparse-fidelity", "--model", model, "--file", text, "--oracle", "tokens", "--oracle-choice", "both");
+        assertEquals(2, badChoice.code());
+        assertTrue(badChoice.err().contains("--oracle-choice"), badChoice.err());
+    }
+
     /** stories260K written out in llama2.c's format, converted both ways (files, emscripten package), then used. */
     @Test
     void shouldConvertLlama2cCheckpointWhenGivenFilesOrAnEmscriptenPackage(@TempDir Path dir) throws Exception {
