@@ -73,6 +73,9 @@ public final class BatchScheduler implements AutoCloseable {
     private final int[] sampledTokens;
     private final RuntimeException[] sampleErrors;
     private final SampleTask sampleTask = new SampleTask();
+    private final KvCache[] soloCaches;
+    private final int[] soloLogitTokens = new int[1];
+    private final float[] soloLogits;
 
     public BatchScheduler(InferenceEngine engine) {
         this(engine, Config.defaults(engine));
@@ -98,6 +101,8 @@ public final class BatchScheduler implements AutoCloseable {
         sampleRows = new float[engine.threads()][vocab];
         sampledTokens = new int[config.maxActive()];
         sampleErrors = new RuntimeException[config.maxActive()];
+        soloCaches = new KvCache[maxBatch];
+        soloLogits = new float[vocab];
         thread = new Thread(this::loop, "kvstash-scheduler");
         thread.setDaemon(true);
         thread.start();
@@ -316,12 +321,20 @@ public final class BatchScheduler implements AutoCloseable {
         }
         int n = 0;
         int rows = 0;
+        for (Seq s : active) {
+            s.stepFrom = 0;
+            s.stepTo = 0;
+            s.stepRow = -1;
+        }
         // Decode tokens first: one per decoding sequence.
         for (int i = 0; i < active.size(); i++) {
             Seq s = active.get(i);
             if (s.prefilled == s.prompt.length) {
                 stepCaches[n] = s.cache;
                 stepTokens[n] = s.history[s.count - 1];
+                s.stepFrom = n;
+                s.stepTo = n + 1;
+                s.stepRow = rows;
                 logitTokens[rows] = n;
                 logitSeqs[rows++] = s;
                 n++;
@@ -339,10 +352,13 @@ public final class BatchScheduler implements AutoCloseable {
                     stepCaches[n + t] = s.cache;
                 }
                 System.arraycopy(s.prompt, pos, stepTokens, n, take);
+                s.stepFrom = n;
+                s.stepTo = n + take;
                 n += take;
                 budget -= take;
                 s.inStep = take;
                 if (pos + take == s.prompt.length && s.maxTokens > 0) {
+                    s.stepRow = rows;
                     logitTokens[rows] = n - 1;
                     logitSeqs[rows++] = s;
                 }
@@ -351,14 +367,12 @@ public final class BatchScheduler implements AutoCloseable {
         try {
             engine.forwardStep(stepCaches, stepTokens, 0, n, logitTokens, rows, logits);
         } catch (RuntimeException e) {
-            // Every sequence in the step may have a half-written cache: end them all.
-            for (int i = active.size() - 1; i >= 0; i--) {
-                Seq s = active.get(i);
-                if (s.inStep > 0 || s.prefilled == s.prompt.length) {
-                    finish(s, StopReason.ERROR, e);
-                }
-            }
-            return;
+            // One sequence's failure (a parked chunk the warm tier cannot give back, a cache at the
+            // context length) must not end the others. A failed step has advanced no cache (the
+            // positions it wrote are past each cache's length and are written again), so every
+            // sequence of the step runs it again alone, which gives the logits it gets in any batch;
+            // those that fail alone end with their own error.
+            retryAlone(rows);
         } finally {
             Arrays.fill(stepCaches, 0, n, null);
         }
@@ -381,10 +395,44 @@ public final class BatchScheduler implements AutoCloseable {
             logitSeqs[r] = null;
             RuntimeException error = sampleErrors[r];
             sampleErrors[r] = null;
+            if (s == null) {
+                continue; // ended when the step failed
+            }
             if (error != null) {
                 finish(s, StopReason.ERROR, error);
             } else {
                 sampled(s, sampledTokens[r]);
+            }
+        }
+    }
+
+    /**
+     * Runs the failed step's tokens again sequence by sequence, writing each one's logit row where
+     * the batch would have; a sequence that fails alone ends with its error and leaves its row empty.
+     */
+    private void retryAlone(int rows) {
+        for (int i = active.size() - 1; i >= 0; i--) {
+            Seq s = active.get(i);
+            int len = s.stepTo - s.stepFrom;
+            if (len == 0) {
+                continue;
+            }
+            int count = s.stepRow >= 0 ? 1 : 0;
+            soloLogitTokens[0] = count == 1 ? logitTokens[s.stepRow] - s.stepFrom : 0;
+            Arrays.fill(soloCaches, 0, len, s.cache);
+            try {
+                engine.forwardStep(soloCaches, stepTokens, s.stepFrom, len, soloLogitTokens, count, soloLogits);
+                if (count == 1) {
+                    System.arraycopy(soloLogits, 0, logits, s.stepRow * vocab, vocab);
+                }
+            } catch (RuntimeException e) {
+                if (s.stepRow >= 0) {
+                    logitSeqs[s.stepRow] = null;
+                }
+                s.inStep = 0;
+                finish(s, StopReason.ERROR, e);
+            } finally {
+                Arrays.fill(soloCaches, 0, len, null);
             }
         }
     }
@@ -396,6 +444,9 @@ public final class BatchScheduler implements AutoCloseable {
             float[] row = sampleRows[worker];
             for (int r = from; r < to; r++) {
                 Seq s = logitSeqs[r];
+                if (s == null) {
+                    continue;
+                }
                 System.arraycopy(logits, r * vocab, row, 0, vocab);
                 try {
                     sampledTokens[r] = s.sampler.sample(row, s.history, s.count);
@@ -490,6 +541,9 @@ public final class BatchScheduler implements AutoCloseable {
         int prefilled;       // prompt tokens in the cache
         boolean callerCache; // the cache came with the submission and goes back to the caller
         int inStep;          // prompt tokens in the current step
+        int stepFrom;        // its tokens in the current step: [stepFrom, stepTo) of stepTokens
+        int stepTo;
+        int stepRow;         // its logit row in the current step, or -1
         KvCache cache;
         ContextShift shift;  // null: stop at the context length
         Sampler sampler;

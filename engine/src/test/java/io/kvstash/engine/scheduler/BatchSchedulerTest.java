@@ -233,6 +233,58 @@ class BatchSchedulerTest {
         }
     }
 
+    @Test
+    void shouldEndOnlyTheSequenceWhoseParkedChunkIsLostWhenTheyShareAStep() throws Exception {
+        try (InferenceEngine e = open(tiny, KvFormat.KIVI4); BatchScheduler s = new BatchScheduler(e)) {
+            int vocab = e.config().vocabularySize();
+            int[] promptB = randomPrompt(vocab, 40, 7);
+            int[] all = e.generate(promptB, SamplingParams.greedy(), 60, text -> true).tokens();
+            int[] expectedB = Arrays.copyOfRange(all, promptB.length, all.length);
+            // A: two full chunks and a tail, chunk 1 parked with a tier that has lost it.
+            int[] historyA = randomPrompt(vocab, 150, 8);
+            try (io.kvstash.engine.kv.KvCache cacheA = e.newSequence()) {
+                e.forward(cacheA, historyA, 0, historyA.length - 1, historyA.length - 1, null);
+                cacheA.useTransientChunks(new io.kvstash.engine.kv.TransientChunks(cacheA.geometry(), 2, false));
+                cacheA.park(1, (keys, into, from, to) -> {
+                    throw new io.kvstash.engine.kv.ChunkUnavailableException("chunk " + keys[from] + " is gone");
+                }, "lost-chunk");
+                CountDownLatch bRunning = new CountDownLatch(1);
+                CountDownLatch aQueued = new CountDownLatch(1);
+                AtomicInteger bTokens = new AtomicInteger();
+                Generation b = s.submit(promptB, SamplingParams.greedy(), 60, new GenerationListener() {
+                    @Override
+                    public void onToken(int token, String text) {
+                        if (bTokens.incrementAndGet() == 3) {
+                            // Hold the scheduler until A is queued: A then joins B's next step.
+                            bRunning.countDown();
+                            try {
+                                aQueued.await(TIMEOUT_S, TimeUnit.SECONDS);
+                            } catch (InterruptedException ex) {
+                                Thread.currentThread().interrupt();
+                            }
+                        }
+                    }
+                });
+                assertTrue(bRunning.await(TIMEOUT_S, TimeUnit.SECONDS));
+                AtomicInteger bAtFailure = new AtomicInteger(-1);
+                Generation pendingA = s.submit(cacheA, historyA, SamplingParams.greedy(), 10, false, new GenerationListener() {
+                    @Override
+                    public void onComplete(GenerationResult r) {
+                        bAtFailure.set(bTokens.get());
+                    }
+                });
+                aQueued.countDown();
+                GenerationResult a = await(pendingA);
+                GenerationResult rb = await(b);
+                assertEquals(StopReason.ERROR, a.reason(), "the sequence whose chunk is lost");
+                assertTrue(a.error() instanceof io.kvstash.engine.kv.ChunkUnavailableException, "its error names the chunk: " + a.error());
+                assertTrue(a.error().getMessage().contains("lost-chunk"), a.error().getMessage());
+                assertTrue(bAtFailure.get() >= 3 && bAtFailure.get() < expectedB.length, "B was decoding when A failed: " + bAtFailure.get());
+                assertArrayEquals(expectedB, rb.tokens(), "the other sequence goes on, token for token as alone");
+            }
+        }
+    }
+
     private static void assertFalse(boolean b) {
         assertTrue(!b);
     }
