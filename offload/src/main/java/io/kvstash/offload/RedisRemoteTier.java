@@ -30,7 +30,8 @@ import java.util.concurrent.atomic.LongAdder;
  * The remote tier on Redis or Valkey, through Lettuce. One connection (Lettuce multiplexes it);
  * reads are one {@code MGET} per lookup, bounded by {@link Config#timeout()}; writes are
  * {@code SET key value PX ttl} from a bounded queue drained by one background thread, so a turn
- * never waits for Redis to store anything.
+ * never waits for Redis to store anything. A chunk read gets its time to live back ({@code PEXPIRE},
+ * not awaited), so chunks in use, such as a shared prefix, do not expire under the replicas using them.
  *
  * <p>Failure handling: the first failure (connection refused, a timeout, a reset) makes the tier
  * stand aside for {@link Config#retryAfter()}: lookups in that time answer "missing" at once and
@@ -44,7 +45,7 @@ public final class RedisRemoteTier implements RemoteTier {
 
     /**
      * @param url        {@code redis://[user:password@]host:port[/db]} (or {@code rediss://} for TLS)
-     * @param ttl        how long a written chunk stays in Redis (counted from its write)
+     * @param ttl        how long a chunk stays in Redis after its write or its last read
      * @param queueCapacity chunks waiting to be written, at most; more are dropped
      * @param timeout    longest wait for one read, one write batch or one connection attempt
      * @param retryAfter how long the tier stands aside after a failure
@@ -168,6 +169,9 @@ public final class RedisRemoteTier implements RemoteTier {
                 case ChunkCodec.Valid v -> {
                     hits.increment();
                     out.add(Optional.of(v.payload()));
+                    // A chunk in use stays: its time to live starts again (not awaited; a lost
+                    // refresh only lets the chunk expire at its old time).
+                    c.async().pexpire(redisKeys[i], config.ttl().toMillis());
                 }
                 case ChunkCodec.Rejected r -> {
                     rejected.increment();

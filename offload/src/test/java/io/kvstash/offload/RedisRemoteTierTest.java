@@ -72,6 +72,33 @@ class RedisRemoteTierTest {
     }
 
     @Test
+    void shouldGiveAReadChunkItsTimeToLiveAgain() throws Exception {
+        ChunkKey a = key(4);
+        ChunkKey unread = key(5);
+        try (RedisRemoteTier tier = new RedisRemoteTier(config(redis.url, Duration.ofSeconds(2), 16))) {
+            tier.put(a, HEADER, payload(4));
+            tier.put(unread, HEADER, payload(5));
+            assertTrue(tier.awaitWrites(Duration.ofSeconds(10)));
+            // Both have aged to 20 s left; only the one read gets its 5 minutes back.
+            redis.command("PEXPIRE", "kvstash-test:chunk:" + a, "20000");
+            redis.command("PEXPIRE", "kvstash-test:chunk:" + unread, "20000");
+            assertArrayEquals(payload(4), tier.get(List.of(a), HEADER).get(0).orElseThrow());
+            long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+            long pttl = 0;
+            while (System.nanoTime() < deadline) {
+                pttl = Long.parseLong(redis.command("PTTL", "kvstash-test:chunk:" + a).substring(1));
+                if (pttl > 20_000) {
+                    break;
+                }
+                Thread.sleep(20);
+            }
+            assertTrue(pttl > Duration.ofMinutes(4).toMillis() && pttl <= Duration.ofMinutes(5).toMillis(), "PTTL after a read " + pttl);
+            long unreadTtl = Long.parseLong(redis.command("PTTL", "kvstash-test:chunk:" + unread).substring(1));
+            assertTrue(unreadTtl > 0 && unreadTtl <= 20_000, "PTTL of the chunk nobody read " + unreadTtl);
+        }
+    }
+
+    @Test
     void shouldTreatAForeignOrCorruptValueAsMissing() throws Exception {
         ChunkKey foreign = key(10);
         ChunkKey corrupt = key(11);
