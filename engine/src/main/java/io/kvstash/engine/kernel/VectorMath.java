@@ -117,32 +117,7 @@ public final class VectorMath {
         for (; i < n; i++) {
             max = Math.max(max, x[off + i]);
         }
-        for (i = 0; i < bound; i += Simd.FL) {
-            // exp written out (see exp): a vector passed to a call C2 declines to inline is boxed.
-            FloatVector ex = FloatVector.fromArray(Simd.F, x, off + i).sub(max);
-            FloatVector xc = ex.max(EXP_LO).min(EXP_HI);
-            FloatVector en = xc.fma(LOG2E, ROUNDER).sub(ROUNDER);
-            FloatVector r = en.fma(FloatVector.broadcast(Simd.F, -LN2_HI), xc);
-            r = en.fma(FloatVector.broadcast(Simd.F, -LN2_LO), r);
-            FloatVector p = r.fma(P0, P1);
-            p = p.fma(r, FloatVector.broadcast(Simd.F, P2));
-            p = p.fma(r, FloatVector.broadcast(Simd.F, P3));
-            p = p.fma(r, FloatVector.broadcast(Simd.F, P4));
-            p = p.fma(r, FloatVector.broadcast(Simd.F, P5));
-            FloatVector pow2 = ((IntVector) en.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-            FloatVector e = p.fma(r.mul(r), r).add(1f).mul(pow2)
-                    .blend(0f, ex.lt(EXP_LO))
-                    .blend(Float.POSITIVE_INFINITY, ex.compare(VectorOperators.GT, EXP_HI));
-            e.intoArray(x, off + i);
-        }
-        for (; i < n; i++) {
-            x[off + i] = exp(x[off + i] - max);
-        }
-        float sum = 0f;
-        for (i = 0; i < n; i++) {
-            sum += x[off + i];
-        }
-        scale(x, off, n, 1f / sum);
+        scale(x, off, n, 1f / expShift(x, off, n, max));
     }
 
     /**
@@ -202,13 +177,7 @@ public final class VectorMath {
         for (int i = 0; i < n; i++) {
             max = Math.max(max, x[off + i]);
         }
-        float sum = 0f;
-        for (int i = 0; i < n; i++) {
-            float e = exp(x[off + i] - max);
-            x[off + i] = e;
-            sum += e;
-        }
-        float inv = 1f / sum;
+        float inv = 1f / expShiftScalar(x, off, n, max);
         for (int i = 0; i < n; i++) {
             x[off + i] *= inv;
         }

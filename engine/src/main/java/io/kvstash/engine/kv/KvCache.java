@@ -50,16 +50,16 @@ public final class KvCache implements AutoCloseable {
         }
     }
 
-    /**
-     * Marks positions {@code [0, length)} as filled; called by the forward pass after writing them.
-     * Chunks that are now full are sealed into the store's format. Key summaries are computed lazily,
-     * when sparse decode first needs them ({@link KvChunk#summarise}).
-     */
     /** Whether {@link #setLength}{@code (length)} would seal a chunk (a tail that fills, in a store that quantizes). */
     public boolean sealsAt(int length) {
         return store.geometry().format() != KvFormat.F32 && length > this.length && length / chunkTokens > this.length / chunkTokens;
     }
 
+    /**
+     * Marks positions {@code [0, length)} as filled; called by the forward pass after writing them.
+     * Chunks that are now full are sealed into the store's format. Key summaries are computed lazily,
+     * when sparse decode first needs them ({@link KvChunk#summarise}).
+     */
     public void setLength(int length) {
         if (length < 0 || length > (long) chunks.size() * chunkTokens) {
             throw new IllegalArgumentException("length " + length + " outside the reserved " + chunks.size() * chunkTokens + " positions");

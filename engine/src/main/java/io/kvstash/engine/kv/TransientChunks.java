@@ -66,8 +66,8 @@ public final class TransientChunks implements AutoCloseable {
 
     /**
      * @param geometry the sequence's geometry (slots take its sealed layout)
-     * @param capacity slots: most parked chunks with a body at once; at least what one layer's
-     *                 attention needs together (for dense attention, every parked chunk)
+     * @param capacity slots: most parked chunks with a body at once; a layer whose attention needs
+     *                 more attends in rounds (for dense attention it needs every parked chunk)
      * @param prefetch read the next layer's likely chunks on a background thread
      */
     public TransientChunks(KvGeometry geometry, int capacity, boolean prefetch) {

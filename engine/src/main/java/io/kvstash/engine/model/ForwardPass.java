@@ -54,7 +54,6 @@ public final class ForwardPass {
     private final float[] roundSum;      // (batch, heads) Σ exp(score − running maximum) over the rounds so far
     private int[] roundOf = new int[0];  // (chunks) the round in which a chunk is attended over, −1: in none
     private boolean[] roundBind = new boolean[0]; // (chunks) the parked chunks one round binds
-    private boolean[] roundPick = new boolean[0]; // (kvHeads, chunks) the sparse choice of the cache's decoding token, per KV head
     // A layer's sparse choice per (token, KV head), made once by SelectTask before anything reads it:
     private byte[] stepChoice = new byte[0]; // (batch, kvHeads) NOT_CHOSEN, CHOSE_SPARSE or CHOSE_DENSE
     private boolean[] stepPicks = new boolean[0]; // (batch, kvHeads, pickStride) the chosen chunks
@@ -62,7 +61,7 @@ public final class ForwardPass {
     private static final byte NOT_CHOSEN = 0;
     private static final byte CHOSE_SPARSE = 1;
     private static final byte CHOSE_DENSE = 2;
-    private int roundSparseToken = -1;   // the token of the cache in rounds that attends sparsely (at most one: its only token), or −1
+    private int roundSparseToken = -1;   // the token of the cache in rounds that attends sparsely (at most one: its only token; its picks in stepPicks), or −1
     private final RoundTask roundTask = new RoundTask();
     // Per-token bookkeeping of the current step: which sequence a token belongs to and its position.
     private final KvCache[] tokenCache; // (batch)
@@ -222,6 +221,7 @@ public final class ForwardPass {
     private void runStep(KvCache[] caches, int[] tokens, int off, int n, int[] logitTokens, int logitFrom, int logitCount,
                          float[] logits, int logitsOffset) {
         int maxPositions = 0;
+        int maxChunks = 1;
         for (int i = 0; i < n; i++) {
             KvCache cache = caches[i];
             int pos = cache.length();
@@ -239,6 +239,7 @@ public final class ForwardPass {
             }
             tokenPos[i] = pos;
             maxPositions = Math.max(maxPositions, pos + 1);
+            maxChunks = Math.max(maxChunks, pos / chunkTokens + 1);
             ensureKvScratch(cache.geometry());
         }
         ensureScoreCapacity(maxPositions);
@@ -282,12 +283,8 @@ public final class ForwardPass {
                 ensureSparseScratch(ChunkSelection.estimateFloats(chunks, g.chunkTokens() / blockTokens), chunks);
             }
         }
-        int stride = 1;
-        for (int i = 0; i < n; i++) {
-            stride = Math.max(stride, tokenPos[i] / caches[i].geometry().chunkTokens() + 1);
-        }
         if (sp.enabled()) {
-            ensureChoiceScratch(n, stride);
+            ensureChoiceScratch(n, maxChunks);
         }
         try {
             for (int i = 0; i < n; i++) {
@@ -336,7 +333,6 @@ public final class ForwardPass {
             parkedNeed = new boolean[size];
             roundOf = new int[size];
             roundBind = new boolean[size];
-            roundPick = new boolean[c.kvHeads() * size];
         }
     }
 
@@ -444,8 +440,8 @@ public final class ForwardPass {
     /**
      * Gives the parked chunks that layer {@code l}'s attention will read a transient body: per cache
      * with parked chunks, the union over its tokens and KV heads of the chunks sparse decode picks
-     * (the same choice the attention task then makes again from the same queries), or every chunk
-     * up to the token's position where it attends densely. A cache that needs more parked chunks
+     * (the layer's choice, made by {@link SelectTask}), or every chunk up to the token's position
+     * where it attends densely. A cache that needs more parked chunks
      * than its slots hold binds nothing here: its tokens attend in rounds ({@link #attendInRounds})
      * after the others.
      */
@@ -457,7 +453,7 @@ public final class ForwardPass {
             if (cache.parkedChunks() == 0 || !firstOfCache(t)) {
                 continue; // bound with this cache's first token of the step
             }
-            int count = markNeeded(l, n, t, false);
+            int count = markNeeded(l, n, t);
             int needed = 0;
             for (int ch = 0; ch < count; ch++) {
                 if (parkedNeed[ch] && cache.chunk(ch).parked()) {
@@ -496,20 +492,15 @@ public final class ForwardPass {
 
     /**
      * Marks in {@code parkedNeed} the chunks layer {@code l}'s attention reads for the tokens of
-     * {@code tokenCache[t]} (its first token in the step) and returns how many chunks that covers.
-     * With {@code keepPicks}, the sparse choice of the cache's decoding token goes to
-     * {@code roundPick} per KV head and the token to {@code roundSparseToken} (−1: every token
-     * attends densely).
+     * {@code tokenCache[t]} (its first token in the step) and returns how many chunks that covers;
+     * the cache's token that attends sparsely (by the choice in {@code stepPicks}) goes to
+     * {@code roundSparseToken} (−1: every token attends densely).
      */
-    private int markNeeded(int l, int n, int t, boolean keepPicks) {
+    private int markNeeded(int l, int n, int t) {
         KvCache cache = tokenCache[t];
-        int hd = c.headDim();
         int chunkTokens = cache.geometry().chunkTokens();
-        int stride = parkedNeed.length;
         int count = 0;
-        if (keepPicks) {
-            roundSparseToken = -1;
-        }
+        roundSparseToken = -1;
         for (int u = t; u < n; u++) {
             if (tokenCache[u] != cache) {
                 continue;
@@ -532,14 +523,11 @@ public final class ForwardPass {
                         for (int ch = 0; ch < upTo; ch++) {
                             parkedNeed[ch] |= stepPicks[at + ch];
                         }
-                        if (keepPicks) {
-                            System.arraycopy(stepPicks, at, roundPick, kvHead * stride, upTo);
-                        }
                     } else {
                         dense = true; // the budget covers the context: the same for every KV head
                     }
                 }
-                if (keepPicks && !dense) {
+                if (!dense) {
                     roundSparseToken = u;
                 }
             }
@@ -566,7 +554,7 @@ public final class ForwardPass {
                 continue;
             }
             KvCache cache = tokenCache[t];
-            int count = markNeeded(l, n, t, true);
+            int count = markNeeded(l, n, t);
             int capacity = cache.transientCapacity();
             // Parked chunks already bound go first, then the others in chunk order, a slot-full per round.
             int inRound = 0;
@@ -854,7 +842,7 @@ public final class ForwardPass {
             boolean[] pick = chunkPick[worker];
             float[] scratch = kvScratch[worker];
             int choice = t * c.kvHeads() + kvHead;
-            if (stepChoice.length > choice && stepChoice[choice] != NOT_CHOSEN) {
+            if (stepChoice[choice] != NOT_CHOSEN) {
                 if (stepChoice[choice] == CHOSE_DENSE) {
                     return false;
                 }
@@ -903,7 +891,6 @@ public final class ForwardPass {
             float[] sc = scores[worker];
             float[] scratch = kvScratch[worker];
             int chunkTokens = cache.geometry().chunkTokens();
-            int stride = parkedNeed.length;
             for (int i = from; i < to; i++) {
                 int t = roundTokens[i / heads];
                 int h = i % heads;
@@ -911,11 +898,11 @@ public final class ForwardPass {
                 int positions = tokenPos[t] + 1;
                 int tail = (positions - 1) / chunkTokens;
                 int qOff = t * c.queryDim() + h * hd;
-                int pickOff = t == roundSparseToken ? kvHead * stride : -1;
+                int pickOff = t == roundSparseToken ? (t * c.kvHeads() + kvHead) * pickStride : -1;
                 int state = t * heads + h;
                 int m = 0;
                 for (int ch = 0; ch <= tail; ch++) {
-                    if (roundOf[ch] == round && (pickOff < 0 || roundPick[pickOff + ch])) {
+                    if (roundOf[ch] == round && (pickOff < 0 || stepPicks[pickOff + ch])) {
                         int count = Math.min(chunkTokens, positions - ch * chunkTokens);
                         cache.chunk(ch).keyScores(layer, kvHead, q, qOff, count, scale, sc, m, scratch);
                         m += count;
@@ -936,7 +923,7 @@ public final class ForwardPass {
                     roundSum[state] += VectorMath.expShift(sc, 0, m, max);
                     m = 0;
                     for (int ch = 0; ch <= tail; ch++) {
-                        if (roundOf[ch] == round && (pickOff < 0 || roundPick[pickOff + ch])) {
+                        if (roundOf[ch] == round && (pickOff < 0 || stepPicks[pickOff + ch])) {
                             int count = Math.min(chunkTokens, positions - ch * chunkTokens);
                             cache.chunk(ch).accumulateValues(layer, kvHead, sc, m, count, att, qOff, scratch);
                             m += count;
