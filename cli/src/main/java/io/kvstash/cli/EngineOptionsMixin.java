@@ -48,7 +48,7 @@ final class EngineOptionsMixin {
     SparseAttention.Scoring sparseScoring = SparseAttention.DEFAULT_SCORING;
 
     @Option(names = "--sparse-summary-tokens", paramLabel = "TOKENS", description = "Positions per sub-block of a chunk's key"
-            + " summary; must divide --chunk-tokens; 0 = the whole chunk (default 16).")
+            + " statistics, for the scorings other than sketch; must divide --chunk-tokens; 0 = the whole chunk (default 16).")
     int sparseSummaryTokens = SparseAttention.DEFAULT_SUMMARY_TOKENS;
 
     @Option(names = "--verbose", description = "Print stack traces on errors.")

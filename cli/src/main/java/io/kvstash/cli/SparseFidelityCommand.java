@@ -184,7 +184,13 @@ final class SparseFidelityCommand implements Callable<Integer> {
             json.put("dense_layers", denseLayers);
             json.put("scoring", oracle.length > 0 ? "ORACLE" : settings.scoring().name());
             json.put("tie_gap", tieGap);
-            json.put("summary_tokens", settings.summaryTokens(chunkTokens));
+            int summary = settings.summaryTokens(chunkTokens);
+            if (summary == KvChunk.SKETCH) {
+                json.putNull("summary_tokens");
+            } else {
+                json.put("summary_tokens", summary);
+            }
+            json.put("summary", SparseAttention.describeSummary(summary));
             json.put("layers", layers);
             json.put("chunk_bytes", chunkBytes);
             json.put("summary_bytes_per_chunk", summaryBytes);
@@ -198,10 +204,10 @@ final class SparseFidelityCommand implements Callable<Integer> {
                 out.printf("%7s %7s %7s %-14s %5s %7s %9s %7s %6s %9s %9s%n", "context", "budget", "tokens", "oracle", "n", "top1", "kl",
                         "mass", "misses", "tie-miss", "top1 !tie");
             } else {
-                out.printf("%s, KV %s, %d layers (%d dense), text of %d tokens x %d copies; scoring %s, summary sub-blocks of %d"
-                                + " tokens, %d B per %d B chunk (%.2f%%); near-tie gap %.3g%n",
+                out.printf("%s, KV %s, %d layers (%d dense), text of %d tokens x %d copies; scoring %s, summary %s,"
+                                + " %d B per %d B chunk (%.2f%%); near-tie gap %.3g%n",
                         engine.model.getFileName(), g.format(), layers, denseLayers, first.length, repeats, settings.scoring(),
-                        settings.summaryTokens(chunkTokens), summaryBytes, chunkBytes, 100.0 * summaryBytes / chunkBytes, tieGap);
+                        SparseAttention.describeSummary(summary), summaryBytes, chunkBytes, 100.0 * summaryBytes / chunkBytes, tieGap);
                 out.printf("%7s %7s %7s %5s %7s %9s %7s %12s %12s %12s %9s %9s %6s %9s %9s%n", "context", "budget", "tokens", "n", "top1",
                         "kl", "mass", "hot dense", "hot sparse", "per-layer", "ms sparse", "ms dense", "misses", "tie-miss", "top1 !tie");
             }

@@ -157,7 +157,7 @@ class CommandLineTest {
         JsonNode json = new ObjectMapper().readTree(lines[lines.length - 1]);
         JsonNode rows = json.get("rows");
         assertEquals(4, rows.size());
-        assertEquals("MOMENTS", json.get("scoring").asText(), "the default scoring");
+        assertEquals("SKETCH", json.get("scoring").asText(), "the default scoring");
         for (JsonNode row : rows) {
             assertEquals(7, row.get("measured_positions").asInt(), "8 positions, one of which would seal a chunk: " + row);
             if (row.get("budget_share").asDouble() == 1.0) {

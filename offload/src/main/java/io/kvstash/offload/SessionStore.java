@@ -107,9 +107,18 @@ public final class SessionStore implements AutoCloseable {
      * @param residentChunks  newest full chunks that stay in the hot tier (the sink chunk 0 always does; the tail is never a full chunk)
      * @param transientChunks chunk-sized off-heap slots per sequence that parked chunks are read into
      * @param prefetch        read the chunks the next layer needed last step on a background thread while a layer attends
+     * @param summaryBytes    heap bytes of parked chunks' key summaries kept across turns (least recently used out; 0 keeps
+     *                        none): a turn parks a chunk kept here without reading its body back to summarise it
      */
-    public record Parking(boolean enabled, int residentChunks, int transientChunks, boolean prefetch) {
-        public static final Parking OFF = new Parking(false, 0, 1, false);
+    public record Parking(boolean enabled, int residentChunks, int transientChunks, boolean prefetch, long summaryBytes) {
+        public static final Parking OFF = new Parking(false, 0, 1, false, 0);
+        /** The default {@code summaryBytes}: 256 MiB, the key sketches of about 6,400 stories15M chunks (400,000 positions). */
+        public static final long DEFAULT_SUMMARY_BYTES = 256L << 20;
+
+        /** Parking with the default {@link #DEFAULT_SUMMARY_BYTES} of summaries kept across turns. */
+        public Parking(boolean enabled, int residentChunks, int transientChunks, boolean prefetch) {
+            this(enabled, residentChunks, transientChunks, prefetch, DEFAULT_SUMMARY_BYTES);
+        }
 
         public Parking {
             if (residentChunks < 0) {
@@ -117,6 +126,9 @@ public final class SessionStore implements AutoCloseable {
             }
             if (transientChunks < 1) {
                 throw new IllegalArgumentException("transient chunks must be at least 1, got " + transientChunks);
+            }
+            if (summaryBytes < 0) {
+                throw new IllegalArgumentException("summary bytes must not be negative, got " + summaryBytes);
             }
         }
 
@@ -175,10 +187,12 @@ public final class SessionStore implements AutoCloseable {
     private final ExecutorService persister;
     private final Parking parking;
     private final WarmChunkFetcher parkedFetcher; // null without parking
+    private final ParkedSummaries summaries; // null without parking
     private final Map<String, Boolean> busy = new ConcurrentHashMap<>();
     // Chunks turns asked the warm tier for: read and used, or absent (the hot tier counts its own).
     private final LongAdder warmChunkHits = new LongAdder();
     private final LongAdder warmChunkMisses = new LongAdder();
+    private final LongAdder summaryHits = new LongAdder(); // parked chunks a turn took from the kept summaries
 
     // Bookkeeping of the warm tier, rebuilt from the records at open; guarded by "this".
     private final Map<ChunkKey, Integer> refs = new HashMap<>();
@@ -209,7 +223,8 @@ public final class SessionStore implements AutoCloseable {
             throw new IllegalArgumentException("parking chunks needs sparse decode (parked chunks are chosen by their key summaries):"
                     + " the engine was opened without it");
         }
-        this.parkedFetcher = parking.enabled() ? new WarmChunkFetcher(warm, g, model) : null;
+        this.parkedFetcher = parking.enabled() ? new WarmChunkFetcher(warm, g, model, this::lost) : null;
+        this.summaries = parking.enabled() ? new ParkedSummaries(parking.summaryBytes()) : null;
         this.persister = Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "kvstash-session-io");
             t.setDaemon(true);
@@ -750,6 +765,19 @@ public final class SessionStore implements AutoCloseable {
         return warmChunkHits.sum();
     }
 
+    /**
+     * Parked chunks whose key summary a turn found kept from an earlier turn, so it read no body and
+     * summarised nothing for them (since this store was opened; 0 without parking).
+     */
+    public long parkedSummaryHits() {
+        return summaryHits.sum();
+    }
+
+    /** Heap bytes of the parked chunks' key summaries kept across turns (0 without parking). */
+    public long parkedSummaryBytes() {
+        return summaries == null ? 0 : summaries.bytes();
+    }
+
     /** Chunks that turns looked for in the warm tier and did not get there (since this store was opened). */
     public long warmMisses() {
         return warmChunkMisses.sum();
@@ -788,8 +816,19 @@ public final class SessionStore implements AutoCloseable {
             int i = 0;
             int hotHits = 0;
             int warmHits = 0;
+            int summaryTokens = parkEnd > 1 ? engine.sparse().summaryTokens(chunkTokens) : 0;
             for (; i < full; i++) {
                 boolean park = i >= 1 && i < parkEnd;
+                KvChunk kept = park && isStored(keys[i]) ? summaries.get(keys[i], summaryTokens) : null;
+                if (kept != null) {
+                    // Its summary outlived its last turn: park it again without reading the body.
+                    ensureTransient(cache, parkEnd - 1);
+                    cache.appendParked(kept);
+                    warmHits++;
+                    warmChunkHits.increment();
+                    summaryHits.increment();
+                    continue;
+                }
                 KvChunk c = hot.acquire(keys[i]);
                 if (c != null) {
                     cache.appendFull(c);
@@ -866,6 +905,7 @@ public final class SessionStore implements AutoCloseable {
         }
         hot.markPersisted(key);
         cache.park(index, parkedFetcher, key, engine.sparse().summaryTokens(chunkTokens));
+        summaries.put(key, cache.chunk(index));
         hot.evict(key);
     }
 
@@ -882,10 +922,7 @@ public final class SessionStore implements AutoCloseable {
             parkedFetcher.fetch(new Object[] {key}, new MemorySegment[] {body.data()}, 0, 1);
             cache.appendFull(body); // the cache releases it from now on
         } catch (io.kvstash.engine.kv.ChunkUnavailableException e) {
-            hot.release(body);
-            synchronized (this) {
-                stored.remove(key); // missing or damaged: the turn computes it again and writes it anew
-            }
+            hot.release(body); // missing or damaged (the fetcher called lost): the turn computes it again and writes it anew
             return false;
         } catch (RuntimeException e) {
             hot.release(body);
@@ -893,7 +930,20 @@ public final class SessionStore implements AutoCloseable {
         }
         markStored(key);
         cache.park(index, parkedFetcher, key, engine.sparse().summaryTokens(chunkTokens));
+        summaries.put(key, cache.chunk(index));
         return true;
+    }
+
+    /**
+     * A parked chunk's body is gone from the warm tier or damaged there (found by a read): the store
+     * no longer counts it as stored and forgets its kept summary, so the next turn that needs it
+     * computes it again and writes it anew instead of parking it from the summary.
+     */
+    private void lost(ChunkKey key) {
+        synchronized (this) {
+            stored.remove(key);
+        }
+        summaries.remove(key);
     }
 
     /** Appends the sink chunk (chunk 0, before the parked ones) from the warm tier, registered in the hot tier; false when missing. */
@@ -1123,6 +1173,9 @@ public final class SessionStore implements AutoCloseable {
         }
         for (ChunkKey k : keys) {
             hot.evict(k);
+            if (summaries != null) {
+                summaries.remove(k);
+            }
         }
     }
 

@@ -27,8 +27,16 @@ public final class WarmChunkFetcher implements ChunkFetcher {
     private final long chunkBytes;
     // A value read buffer per thread (the forward pass's and the prefetch thread): reading allocates no chunk-sized arrays.
     private final ThreadLocal<byte[]> buffer;
+    private final java.util.function.Consumer<ChunkKey> onLost;
 
     public WarmChunkFetcher(WarmStore warm, KvGeometry geometry, io.kvstash.engine.model.ModelFingerprint model) {
+        this(warm, geometry, model, key -> { });
+    }
+
+    /** With {@code onLost} told of every chunk a fetch finds missing or damaged, before the fetch fails. */
+    public WarmChunkFetcher(WarmStore warm, KvGeometry geometry, io.kvstash.engine.model.ModelFingerprint model,
+                            java.util.function.Consumer<ChunkKey> onLost) {
+        this.onLost = java.util.Objects.requireNonNull(onLost, "onLost");
         this.warm = warm;
         this.header = new ChunkHeader((byte) geometry.format().ordinal(), geometry.chunkTokens(), ModelFingerprint.of(model.bytes()));
         this.chunkBytes = geometry.chunkBytes();
@@ -64,9 +72,11 @@ public final class WarmChunkFetcher implements ChunkFetcher {
             ChunkKey key = (ChunkKey) keys[i];
             int n = warm.readChunk(key.bytes(), header, value);
             if (n < 0) {
+                onLost.accept(key);
                 throw new ChunkUnavailableException("parked chunk " + key + " is not in the warm tier (missing or failed its checks)");
             }
             if (n != chunkBytes || into[i].byteSize() != chunkBytes) {
+                onLost.accept(key);
                 throw new ChunkUnavailableException("parked chunk " + key + " has " + n + " bytes in the warm tier, a chunk here has "
                         + chunkBytes);
             }

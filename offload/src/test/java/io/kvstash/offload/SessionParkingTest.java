@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.kvstash.engine.InferenceEngine;
 import io.kvstash.engine.kv.ChunkUnavailableException;
 import io.kvstash.engine.kv.KvCache;
+import io.kvstash.engine.kv.KvChunk;
 import io.kvstash.engine.kv.KvFormat;
 import io.kvstash.engine.model.SparseAttention;
 import io.kvstash.engine.sampling.SamplingParams;
@@ -40,7 +41,7 @@ class SessionParkingTest {
 
     /** Sparse decode past two chunks, {@code budget} positions of sink and chosen chunks, no dense layers. */
     static SparseAttention sparse(int budget) {
-        return new SparseAttention(true, budget, 128, 0, SparseAttention.Scoring.MOMENTS, 16);
+        return new SparseAttention(true, budget, 128, 0, SparseAttention.DEFAULT_SCORING, 16);
     }
 
     Tiers open(String name, boolean park, int budget) {
@@ -118,6 +119,38 @@ class SessionParkingTest {
             assertTrue(res.summaryBytes() > 0);
             assertTrue(t.hot().bytesInUse() <= hotBytesResident - expectParked * chunkBytes,
                     t.hot().bytesInUse() + " hot bytes parked, " + hotBytesResident + " resident");
+        }
+    }
+
+    @Test
+    void shouldParkKeptSummariesWithoutReadingTheBodiesWhenTheSessionReturns() throws Exception {
+        SessionStore.TurnResult[] none;
+        try (Tiers t = open("nothing-kept", new SessionStore.Parking(true, 2, 32, false, 0), 192)) {
+            none = converse(t, 60);
+            assertEquals(0, t.sessions.parkedSummaryHits(), "a capacity of 0 keeps no summary");
+            assertEquals(0, t.sessions.parkedSummaryBytes());
+        }
+        try (Tiers t = open("kept", true, 192)) {
+            SessionStore.TurnResult[] kept = converse(t, 60);
+            for (int i = 0; i < none.length; i++) {
+                assertArrayEquals(none[i].generation().tokens(), kept[i].generation().tokens(), "reply of turn " + i);
+                assertEquals(none[i].warmChunks(), kept[i].warmChunks(), "turn " + i + ": parked chunks count as resumed from the warm tier");
+            }
+            // Turn 1 parks what turn 0 left (reading each body once); turns 2 and 3 find at least the chunks
+            // the turn before them parked.
+            long atLeast = 0;
+            for (int i = 2; i < kept.length; i++) {
+                atLeast += PARKING.parked(kept[i - 2].record().chunkKeys().size());
+            }
+            assertTrue(atLeast > 0);
+            assertTrue(t.sessions.parkedSummaryHits() >= atLeast, t.sessions.parkedSummaryHits() + " summaries reused, " + atLeast + " expected");
+            // One kept summary per chunk some turn parked: at least those of the chunks turn 3 found in the warm
+            // tier, at most one per full chunk but the sink and the resident ones.
+            long each = KvChunk.summaryBytes(t.hot().geometry(), KvChunk.SKETCH);
+            long keptBytes = t.sessions.parkedSummaryBytes();
+            assertEquals(0, keptBytes % each);
+            assertTrue(keptBytes >= PARKING.parked(kept[2].record().chunkKeys().size()) * each, keptBytes + " bytes kept");
+            assertTrue(keptBytes <= PARKING.parked(kept[3].record().chunkKeys().size()) * each, keptBytes + " bytes kept");
         }
     }
 

@@ -34,6 +34,10 @@ public class KvstashMetrics implements MeterBinder {
         FunctionCounter.builder("kvstash.tier.lookups", hot, h -> h.stats().misses()).tag("tier", "hot").tag("result", "miss").register(r);
         FunctionCounter.builder("kvstash.tier.lookups", sessions, SessionStore::warmHits).tag("tier", "warm").tag("result", "hit").register(r);
         FunctionCounter.builder("kvstash.tier.lookups", sessions, SessionStore::warmMisses).tag("tier", "warm").tag("result", "miss").register(r);
+        Gauge.builder("kvstash.parked.summary.bytes", sessions, SessionStore::parkedSummaryBytes).baseUnit("bytes")
+                .description("heap bytes of parked chunks' key summaries kept across turns").register(r);
+        FunctionCounter.builder("kvstash.parked.summary.hits", sessions, SessionStore::parkedSummaryHits)
+                .description("parked chunks a turn took from the kept summaries instead of reading their bodies").register(r);
         RemoteTier remote = sessions.remoteTier();
         if (remote != null) {
             FunctionCounter.builder("kvstash.tier.lookups", remote, t -> t.stats().hits()).tag("tier", "remote").tag("result", "hit").register(r);

@@ -13,6 +13,7 @@ import java.nio.file.Path;
 import org.jspecify.annotations.Nullable;
 import org.springframework.boot.context.properties.ConfigurationProperties;
 import org.springframework.boot.context.properties.bind.DefaultValue;
+import org.springframework.util.unit.DataSize;
 import org.springframework.validation.annotation.Validated;
 
 /**
@@ -51,7 +52,8 @@ public record EngineProperties(
      * @param minContext   positions a sequence must hold before its decode goes sparse
      * @param denseLayers  leading layers that always attend densely
      * @param scoring      how chunks are ranked ({@link SparseAttention.Scoring}; {@code exact} is a CLI fidelity reference and refused here)
-     * @param summaryTokens positions per sub-block of a chunk's key summary; divides the 64-token chunks; 0 = the whole chunk
+     * @param summaryTokens positions per sub-block of a chunk's key statistics (the scorings other than {@code sketch});
+     *                      divides the 64-token chunks; 0 = the whole chunk
      * @param park         parking the old chunks of long sessions in the warm tier ({@code kvstash.engine.sparse.park.*})
      */
     public record Sparse(
@@ -59,7 +61,7 @@ public record EngineProperties(
             @DefaultValue("2048") @Min(1) @Max(1 << 24) int budgetTokens,
             @DefaultValue("4096") @Min(0) @Max(1 << 24) int minContext,
             @DefaultValue("2") @Min(0) @Max(1024) int denseLayers,
-            @DefaultValue("moments") @NotNull SparseAttention.Scoring scoring,
+            @DefaultValue("sketch") @NotNull SparseAttention.Scoring scoring,
             @DefaultValue("16") @Min(0) @Max(1 << 24) int summaryTokens,
             @DefaultValue @Valid @NotNull Park park) {
 
@@ -72,15 +74,25 @@ public record EngineProperties(
          * @param residentChunks  newest full chunks of a session that stay in the hot tier (chunk 0 always does)
          * @param transientChunks chunk-sized slots per sequence that parked chunks are read into; at most this many are parked
          * @param prefetch        read the chunks the next layer needed last step on a background thread
+         * @param summaryCache    heap memory for parked chunks' key summaries kept across turns (least recently used out;
+         *                        0 keeps none): a turn parks a chunk kept there without reading its body back
          */
         public record Park(
                 @DefaultValue("false") boolean enabled,
                 @DefaultValue("8") @Min(0) @Max(1 << 20) int residentChunks,
                 @DefaultValue("64") @Min(1) @Max(1 << 16) int transientChunks,
-                @DefaultValue("false") boolean prefetch) {
+                @DefaultValue("false") boolean prefetch,
+                @DefaultValue("256MB") @NotNull DataSize summaryCache) {
+
+            public Park {
+                if (summaryCache != null && summaryCache.isNegative()) {
+                    throw new IllegalArgumentException("kvstash.engine.sparse.park.summary-cache must not be negative, got " + summaryCache);
+                }
+            }
 
             public io.kvstash.offload.SessionStore.Parking parking() {
-                return enabled ? new io.kvstash.offload.SessionStore.Parking(true, residentChunks, transientChunks, prefetch)
+                return enabled ? new io.kvstash.offload.SessionStore.Parking(true, residentChunks, transientChunks, prefetch,
+                        summaryCache.toBytes())
                         : io.kvstash.offload.SessionStore.Parking.OFF;
             }
         }
@@ -92,7 +104,7 @@ public record EngineProperties(
             }
             if (scoring == SparseAttention.Scoring.EXACT) {
                 throw new IllegalArgumentException("kvstash.engine.sparse.scoring: exact reads every chunk (a fidelity reference for"
-                        + " ./kvstash sparse-fidelity); use moments, mass-bound, mean or bound");
+                        + " ./kvstash sparse-fidelity); use sketch, moments, mass-bound, mean or bound");
             }
             int chunk = KvGeometry.DEFAULT_CHUNK_TOKENS;
             if (summaryTokens > 0 && summaryTokens < chunk && chunk % summaryTokens != 0) {

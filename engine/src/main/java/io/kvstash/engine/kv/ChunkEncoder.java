@@ -273,6 +273,13 @@ final class ChunkEncoder {
      * computed against exactly the stored values, which attention will read.
      */
     private void setMinScale(int p, float min, float max, int levels) {
+        int ms = minScale(min, max, levels);
+        mins[p] = (short) (ms >>> 16);
+        scales[p] = (short) ms;
+    }
+
+    /** The min (high half) and scale (low half) {@link #setMinScale} stores for a group spanning {@code [min, max]}. */
+    private static int minScale(float min, float max, int levels) {
         short m16 = Half.fromFloat(Math.max(-65504f, Math.min(65504f, min)));
         float m = Float.float16ToFloat(m16);
         short s16 = Half.fromFloat(Math.min(65504f, (max - m) / levels));
@@ -280,8 +287,44 @@ final class ChunkEncoder {
         if (Float.float16ToFloat(s16) * levels + m < max && Float.float16ToFloat(s16) < 65504f) {
             s16++;
         }
-        mins[p] = m16;
-        scales[p] = s16;
+        return (m16 << 16) | (s16 & 0xffff);
+    }
+
+    /**
+     * Encodes one head's keys, channel-major ({@code keys[ch·c + t]}, {@code c} positions of {@code d}
+     * channels), as a KIVI key block of {@code bits}-bit codes at {@code out[at ..]}, laid out as
+     * {@link ChunkLayout} documents ({@code scalesOff}, {@code codesOff} within the block): per channel
+     * and group of G positions the min and scale {@link #encode} would store for these keys, and the
+     * codes. Scalar: it runs once per chunk, for {@link KvChunk}'s key sketch.
+     */
+    static void encodeKiviKeys(float[] keys, int c, int d, int bits, MemorySegment out, long at, long scalesOff, long codesOff) {
+        int levels = (1 << bits) - 1;
+        int stride = c * bits / 8;
+        long codes = at + codesOff;
+        out.asSlice(codes, (long) d * stride).fill((byte) 0);
+        for (int g = 0; g < c / G; g++) {
+            for (int ch = 0; ch < d; ch++) {
+                int from = ch * c + g * G;
+                float min = Float.POSITIVE_INFINITY;
+                float max = Float.NEGATIVE_INFINITY;
+                for (int i = from; i < from + G; i++) {
+                    min = Math.min(min, keys[i]);
+                    max = Math.max(max, keys[i]);
+                }
+                int ms = minScale(min, max, levels);
+                short m16 = (short) (ms >>> 16);
+                short s16 = (short) ms;
+                out.set(SHORT, at + 2L * (g * d + ch), m16);
+                out.set(SHORT, at + scalesOff + 2L * (g * d + ch), s16);
+                float m = Float.float16ToFloat(m16);
+                float s = Float.float16ToFloat(s16);
+                for (int t = g * G; t < g * G + G; t++) {
+                    long b = codes + (long) ch * stride + t % stride;
+                    int code = code(keys[ch * c + t], m, s, levels);
+                    out.set(ValueLayout.JAVA_BYTE, b, (byte) (out.get(ValueLayout.JAVA_BYTE, b) | code << (t / stride * bits)));
+                }
+            }
+        }
     }
 
     private static int code(float x, float m, float s, int levels) {

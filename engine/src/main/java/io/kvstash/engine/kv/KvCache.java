@@ -112,6 +112,31 @@ public final class KvCache implements AutoCloseable {
     }
 
     /**
+     * Appends a full chunk that stays parked, from {@code chunk}, a chunk some cache parked (possibly
+     * one closed since): this cache gets its own handle on the same summary and body source, so no
+     * body is read and nothing is summarised. The cache must end on a chunk boundary past the sink, and
+     * have transient chunks ({@link #useTransientChunks}).
+     */
+    public void appendParked(KvChunk chunk) {
+        requireBoundary();
+        if (!chunk.parked()) {
+            throw new IllegalArgumentException("appendParked takes a parked chunk");
+        }
+        if (!chunk.geometry().equals(store.geometry())) {
+            throw new IllegalArgumentException("chunk of " + chunk.geometry() + " does not fit a cache of " + store.geometry());
+        }
+        if (chunks.isEmpty()) {
+            throw new IllegalArgumentException("chunk 0 (the attention sink) stays resident; append it first");
+        }
+        if (transientChunks == null) {
+            throw new IllegalStateException("a cache parks chunks only with transient chunks to read them into (useTransientChunks)");
+        }
+        chunks.add(chunk.parkedHandle());
+        parked++;
+        length += chunkTokens;
+    }
+
+    /**
      * Appends an F32 tail holding {@code filled} positions (0 < filled < chunk tokens), e.g. one
      * restored from a session record; the cache must end on a chunk boundary.
      */

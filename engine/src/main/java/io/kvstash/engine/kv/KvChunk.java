@@ -28,7 +28,12 @@ public final class KvChunk {
     // (layer, kvHead, sub-block, min|max|mean|variance, headDim) per-channel statistics of the keys as this
     // chunk stores them; allocated on the first summary and reused when the store hands the chunk out again.
     private float[] keyBounds;
-    private volatile int summaryTokens; // positions per sub-block of the summary; 0 = none
+    // The key sketch (SKETCH summaries): per layer and KV head a key block of sketchLayout, on the heap;
+    // allocated on the first sketch and reused when the store hands the chunk out again.
+    private byte[] sketchBytes;
+    private MemorySegment keySketch;
+    private ChunkLayout sketchLayout;
+    private volatile int summaryTokens; // positions per sub-block of the summary; SKETCH for a key sketch; 0 = none
 
     KvChunk(ChunkLayout layout, MemorySegment data) {
         if (data.byteSize() != layout.chunkBytes()) {
@@ -42,7 +47,11 @@ public final class KvChunk {
         this.fetchKey = null;
     }
 
-    /** A parked copy of summarised full chunk {@code source}: its summary, no body (see {@link KvCache#park}). */
+    /**
+     * A parked copy of summarised full chunk {@code source}: its summary, no body (see {@link KvCache#park}).
+     * The summary is copied from a resident source (its store reuses the arrays for other bytes) and
+     * shared with a parked one (a parked chunk's summary never changes).
+     */
     private KvChunk(KvChunk source, ChunkFetcher fetcher, Object fetchKey) {
         this.layout = source.layout;
         this.geometry = source.geometry;
@@ -51,7 +60,14 @@ public final class KvChunk {
         this.fetcher = fetcher;
         this.fetchKey = fetchKey;
         // A copy: the source goes back to its store, which reuses its bounds array for other bytes.
-        this.keyBounds = source.keyBounds.clone();
+        boolean share = source.parked();
+        if (source.summaryTokens == SKETCH) {
+            this.sketchBytes = share ? source.sketchBytes : source.sketchBytes.clone();
+            this.keySketch = share ? source.keySketch : MemorySegment.ofArray(sketchBytes);
+            this.sketchLayout = source.sketchLayout;
+        } else {
+            this.keyBounds = share ? source.keyBounds : source.keyBounds.clone();
+        }
         this.summaryTokens = source.summaryTokens;
     }
 
@@ -60,6 +76,23 @@ public final class KvChunk {
             throw new IllegalStateException("only a summarised chunk can be parked");
         }
         return new KvChunk(this, fetcher, fetchKey);
+    }
+
+    /**
+     * Another handle on this parked chunk, for another cache ({@link KvCache#appendParked}): the same
+     * summary (shared, never copied) and body source, its own transient state.
+     */
+    public KvChunk parkedHandle() {
+        if (!parked()) {
+            throw new IllegalStateException("only a parked chunk has parked handles");
+        }
+        return new KvChunk(this, fetcher, fetchKey);
+    }
+
+    /** Heap bytes of this chunk's summary (0 without one). */
+    public long summaryBytes() {
+        int spec = summaryTokens;
+        return spec == 0 ? 0 : summaryBytes(geometry, spec);
     }
 
     /** Whether this chunk is parked: its summary is here, its body only in a tier (and transiently while a step needs it). */
@@ -173,15 +206,44 @@ public final class KvChunk {
     }
 
     /**
-     * Floats of a key summary with sub-blocks of {@code blockTokens} positions: per layer, KV head and
-     * sub-block, the per-channel minimum, maximum and mean of the keys.
+     * The summary layout to give {@link #summarise(int, float[])} instead of a sub-block size: a key
+     * sketch, every key of the chunk quantized as KIVI quantizes keys (per channel and group of
+     * {@link KvFormat#GROUP} positions a min and a scale, then {@link #sketchFormat} codes), from
+     * which sparse decode estimates a chunk's attention mass by scoring each sketched key.
      */
-    public static int summaryFloats(KvGeometry g, int blockTokens) {
+    public static final int SKETCH = -1;
+
+    /**
+     * The format of a key sketch for chunks of {@code g}: KIVI2 (2-bit codes) when the chunks hold a
+     * multiple of 64 positions, else KIVI4 (a multiple of 32); other chunk sizes cannot be sketched.
+     */
+    public static KvFormat sketchFormat(KvGeometry g) {
+        int c = g.chunkTokens();
+        if (c % 64 == 0) {
+            return KvFormat.KIVI2;
+        }
+        if (c % KvFormat.GROUP == 0) {
+            return KvFormat.KIVI4;
+        }
+        throw new IllegalArgumentException("a key sketch needs chunks of a multiple of " + KvFormat.GROUP + " positions, got " + c);
+    }
+
+    /**
+     * Floats of a key summary with sub-blocks of {@code blockTokens} positions: per layer, KV head and
+     * sub-block, the per-channel minimum, maximum, mean and variance of the keys.
+     */
+    private static int summaryFloats(KvGeometry g, int blockTokens) {
         return g.layers() * g.kvHeads() * (g.chunkTokens() / blockTokens) * STATS * g.headDim();
     }
 
-    /** Heap bytes of one chunk's key summary with sub-blocks of {@code blockTokens} positions (see {@link #summarise}). */
+    /**
+     * Heap bytes of one chunk's key summary with sub-blocks of {@code blockTokens} positions, or of its
+     * key sketch for {@link #SKETCH} (see {@link #summarise}).
+     */
     public static long summaryBytes(KvGeometry g, int blockTokens) {
+        if (blockTokens == SKETCH) {
+            return (long) g.layers() * g.kvHeads() * ChunkLayout.of(g, sketchFormat(g)).blockBytes(false);
+        }
         return 4L * summaryFloats(g, blockTokens);
     }
 
@@ -206,10 +268,10 @@ public final class KvChunk {
         return summaryTokens;
     }
 
-    /** Sub-blocks of the current summary ({@link #summaryTokens} each). */
+    /** Sub-blocks of the current summary ({@link #summaryTokens} each); 0 for none or a key sketch. */
     public int summaryBlocks() {
         int b = summaryTokens;
-        return b == 0 ? 0 : geometry.chunkTokens() / b;
+        return b <= 0 ? 0 : geometry.chunkTokens() / b;
     }
 
     /**
@@ -236,6 +298,12 @@ public final class KvChunk {
      */
     public void summarise(int blockTokens, float[] keys) {
         int c = geometry.chunkTokens();
+        if (blockTokens == SKETCH) {
+            if (summaryTokens != SKETCH) {
+                sketch(keys);
+            }
+            return;
+        }
         if (blockTokens < 1 || c % blockTokens != 0) {
             throw new IllegalArgumentException("summary sub-blocks of " + blockTokens + " positions do not divide chunks of " + c);
         }
@@ -276,6 +344,42 @@ public final class KvChunk {
         }
         keyBounds = s;
         summaryTokens = blockTokens;
+    }
+
+    /** The {@link #SKETCH} summary: every layer's and KV head's keys, as scoring reads them, encoded as {@link #sketchFormat} keys. */
+    private void sketch(float[] keys) {
+        ChunkLayout sl = sketchLayout != null ? sketchLayout : ChunkLayout.of(geometry, sketchFormat(geometry));
+        long blockBytes = sl.blockBytes(false);
+        int n = Math.toIntExact(blockBytes * geometry.layers() * geometry.kvHeads());
+        if (sketchBytes == null || sketchBytes.length != n) {
+            sketchBytes = new byte[n];
+            keySketch = MemorySegment.ofArray(sketchBytes);
+        }
+        int bits = sl.format().codeBits;
+        for (int layer = 0; layer < geometry.layers(); layer++) {
+            for (int head = 0; head < geometry.kvHeads(); head++) {
+                decodeKeys(layer, head, keys);
+                ChunkEncoder.encodeKiviKeys(keys, geometry.chunkTokens(), geometry.headDim(), bits, keySketch,
+                        (layer * geometry.kvHeads() + head) * blockBytes, sl.scalesOffset(false), sl.codesOffset(false));
+            }
+        }
+        sketchLayout = sl;
+        summaryTokens = SKETCH;
+    }
+
+    /**
+     * {@code out[outOff + t] = scale · (q · k̂[t])} for every position of {@code kvHead} in
+     * {@code layer}, {@code k̂} the sketched keys: the scores {@link #keyScores} gives, from the key
+     * sketch (no body needed). Needs a {@link #SKETCH} summary; {@code scratch} as for {@link #keyScores}.
+     */
+    public void sketchScores(int layer, int kvHead, float[] q, int qOff, float scale, float[] out, int outOff, float[] scratch) {
+        if (summaryTokens != SKETCH) {
+            throw new IllegalStateException("chunk has no key sketch");
+        }
+        ChunkLayout sl = sketchLayout;
+        QuantizedKvKernels.kiviScores(sl.format().codeBits, keySketch, (layer * geometry.kvHeads() + kvHead) * sl.blockBytes(false),
+                sl.scalesOffset(false), sl.codesOffset(false), geometry.chunkTokens(), geometry.headDim(), q, qOff, scale, out, outOff,
+                scratch);
     }
 
     /**
@@ -407,7 +511,8 @@ public final class KvChunk {
     private int summaryAt(int layer, int kvHead, int block) {
         int blocks = summaryBlocks();
         if (blocks == 0) {
-            throw new IllegalStateException("chunk has no key summary");
+            throw new IllegalStateException(summaryTokens == SKETCH ? "chunk has a key sketch, not per-channel statistics"
+                    : "chunk has no key summary");
         }
         if (block < 0 || block >= blocks) {
             throw new IndexOutOfBoundsException("summary sub-block " + block + " of " + blocks);

@@ -91,10 +91,10 @@ final class ChunkSelection {
         int chunkTokens = cache.geometry().chunkTokens();
         int tail = (positions - 1) / chunkTokens;
         int stride = tail + 1;
-        boolean exact = scoring == SparseAttention.Scoring.EXACT;
-        int blocks = exact ? 1 : cache.chunk(1).summaryBlocks();
+        boolean whole = scoring == SparseAttention.Scoring.EXACT || scoring == SparseAttention.Scoring.SKETCH;
+        int blocks = whole ? 1 : cache.chunk(1).summaryBlocks();
         // Each sub-block's estimate is n_b·exp(v): log n_b is common to all, so it joins only the exact sink and tail.
-        float logBlock = exact ? 0f : (float) Math.log(chunkTokens / blocks);
+        float logBlock = whole ? 0f : (float) Math.log(chunkTokens / blocks);
         for (int ch = 1; ch < tail; ch++) {
             est[ch] = 0f;
         }
@@ -108,6 +108,10 @@ final class ChunkSelection {
                         case MOMENTS -> chunk.keyLogMeanExp(layer, kvHead, b, q, qOff, scale);
                         case MASS_BOUND -> scale * chunk.keyScoreBound(layer, kvHead, b, q, qOff);
                         case MEAN -> scale * chunk.keyMeanScore(layer, kvHead, b, q, qOff);
+                        case SKETCH -> {
+                            chunk.sketchScores(layer, kvHead, q, qOff, scale, scores, 0, kvScratch);
+                            yield logSumExp(scores, chunkTokens);
+                        }
                         case EXACT -> logMass(chunk, layer, kvHead, q, qOff, chunkTokens, scale, scores, kvScratch);
                         case BOUND -> throw new IllegalStateException("BOUND ranks by the bound itself");
                     };
@@ -141,15 +145,16 @@ final class ChunkSelection {
     private static float logMass(KvChunk chunk, int layer, int kvHead, float[] q, int qOff, int count, float scale, float[] scores,
                                  float[] kvScratch) {
         chunk.keyScores(layer, kvHead, q, qOff, count, scale, scores, 0, kvScratch);
+        return logSumExp(scores, count);
+    }
+
+    /** {@code log Σ_t exp(scores[t])} over {@code scores[0 .. count)}, which it overwrites (one vector exp per key). */
+    private static float logSumExp(float[] scores, int count) {
         float max = Float.NEGATIVE_INFINITY;
         for (int t = 0; t < count; t++) {
             max = Math.max(max, scores[t]);
         }
-        double sum = 0;
-        for (int t = 0; t < count; t++) {
-            sum += Math.exp(scores[t] - max);
-        }
-        return max + (float) Math.log(sum);
+        return max + (float) Math.log(VectorMath.expShift(scores, 0, count, max));
     }
 
     /** {@code log(exp(a) + exp(b))} without overflow. */

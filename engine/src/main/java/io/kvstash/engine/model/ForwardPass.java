@@ -251,7 +251,7 @@ public final class ForwardPass {
                 stepParked = true;
                 int chunkTokens = caches[i].geometry().chunkTokens();
                 int chunks = tokenPos[i] / chunkTokens + 1;
-                int blocks = sp.enabled() ? chunkTokens / sp.summaryTokens(chunkTokens) : 1;
+                int blocks = sp.enabled() ? sp.summaryBlocks(chunkTokens) : 1;
                 ensureSparseScratch(ChunkSelection.estimateFloats(chunks, blocks), chunks);
             }
         }
@@ -272,15 +272,15 @@ public final class ForwardPass {
                     KvChunk chunk = cache.chunk(ch);
                     if (chunk.summaryTokens() != blockTokens) {
                         if (chunk.parked()) {
-                            throw new IllegalStateException("chunk " + ch + " was parked with key summaries of " + chunk.summaryTokens()
-                                    + " positions per sub-block, sparse decode uses " + blockTokens
-                                    + ": park chunks with the sub-block size of the sparse settings");
+                            throw new IllegalStateException("chunk " + ch + " was parked with " + SparseAttention.describeSummary(chunk.summaryTokens())
+                                    + ", sparse decode uses " + SparseAttention.describeSummary(blockTokens)
+                                    + ": park chunks with the summary of the sparse settings");
                         }
                         chunk.summarise(blockTokens, summaryScratch);
                     }
                 }
                 int chunks = tokenPos[i] / g.chunkTokens() + 1;
-                ensureSparseScratch(ChunkSelection.estimateFloats(chunks, g.chunkTokens() / blockTokens), chunks);
+                ensureSparseScratch(ChunkSelection.estimateFloats(chunks, sp.summaryBlocks(g.chunkTokens())), chunks);
             }
         }
         if (sp.enabled()) {

@@ -1,5 +1,8 @@
 package io.kvstash.engine.model;
 
+import io.kvstash.engine.kv.KvChunk;
+import io.kvstash.engine.kv.KvFormat;
+
 /**
  * Sparse decode (Quest-style): a decoding token attends, in every layer from {@code denseLayers}
  * on and per KV head, over the first chunk (the attention sink), the open tail chunk, and the full
@@ -14,12 +17,12 @@ package io.kvstash.engine.model;
  * @param minContext    positions a sequence must hold (the decoding token included) before decode goes sparse
  * @param denseLayers   leading layers that always attend densely
  * @param scoring       how chunks are ranked (see {@link Scoring})
- * @param summaryTokens positions per sub-block of a chunk's key summary (per-channel min, max and mean
- *                      per sub-block); must divide the chunk size (a size of a chunk or more, or 0, is the
- *                      whole chunk)
+ * @param summaryTokens positions per sub-block of a chunk's key summary (per-channel min, max, mean and
+ *                      variance per sub-block); must divide the chunk size (a size of a chunk or more, or 0,
+ *                      is the whole chunk); unused by {@link Scoring#SKETCH}, whose summary is a key sketch
  */
 public record SparseAttention(boolean enabled, int budgetTokens, int minContext, int denseLayers, Scoring scoring, int summaryTokens) {
-    public static final Scoring DEFAULT_SCORING = Scoring.MOMENTS;
+    public static final Scoring DEFAULT_SCORING = Scoring.SKETCH;
     public static final int DEFAULT_SUMMARY_TOKENS = 16;
     public static final SparseAttention OFF = new SparseAttention(false, 2048, 4096, 2);
 
@@ -47,6 +50,14 @@ public record SparseAttention(boolean enabled, int budgetTokens, int minContext,
          * (each term capped by the bound); shares summed over the group as {@link #MASS_BOUND}.
          */
         MOMENTS,
+        /**
+         * The chunk's mass computed from its key sketch ({@link KvChunk#SKETCH}: every key quantized to
+         * 2 bits, or 4 for chunks of an odd multiple of 32 positions, per channel and group of 32
+         * positions as KIVI2 keys): {@code Σ_t exp(scale·q·k̂_t)}, every sketched key scored; shares
+         * summed over the group as {@link #MASS_BOUND}. Costs a scoring pass over 2-bit keys per
+         * chunk, but ranks chunks nearly as {@link #EXACT} does (see README, "Sparse decode").
+         */
+        SKETCH,
         /**
          * The chunk's exact softmax mass (every key scored), shares summed over the group: a fidelity
          * reference for the {@code sparse-fidelity} command, the ceiling of chunk selection. It reads
@@ -92,16 +103,35 @@ public record SparseAttention(boolean enabled, int budgetTokens, int minContext,
     }
 
     /**
-     * Positions per summary sub-block for chunks of {@code chunkTokens} (at most the chunk); rejects a
-     * size that does not divide them.
+     * Positions per summary sub-block for chunks of {@code chunkTokens} (at most the chunk), or
+     * {@link KvChunk#SKETCH} for sketch scoring; rejects a size that does not divide them, and chunks
+     * a sketch cannot cover.
      */
     public int summaryTokens(int chunkTokens) {
+        if (scoring == Scoring.SKETCH) {
+            if (chunkTokens % KvFormat.GROUP != 0) {
+                throw new IllegalArgumentException("sketch scoring needs chunks of a multiple of " + KvFormat.GROUP
+                        + " positions, got " + chunkTokens + "; choose chunks of such a size or another scoring");
+            }
+            return KvChunk.SKETCH;
+        }
         int b = summaryTokens == 0 ? chunkTokens : Math.min(summaryTokens, chunkTokens);
         if (chunkTokens % b != 0) {
             throw new IllegalArgumentException("sparse summary sub-blocks of " + summaryTokens + " positions do not divide chunks of "
                     + chunkTokens + " positions");
         }
         return b;
+    }
+
+    /** Estimates per chunk {@link ChunkSelection} makes for chunks of {@code chunkTokens}: one per summary sub-block, one for a sketch. */
+    int summaryBlocks(int chunkTokens) {
+        int spec = summaryTokens(chunkTokens);
+        return spec == KvChunk.SKETCH ? 1 : chunkTokens / spec;
+    }
+
+    /** What a summary layout ({@link KvChunk#summaryTokens}) is, in words. */
+    public static String describeSummary(int summaryTokens) {
+        return summaryTokens == KvChunk.SKETCH ? "a key sketch" : "key statistics of " + summaryTokens + "-position sub-blocks";
     }
 
     /** Whether a decoding token at {@code positions} positions (itself included) in {@code layer} attends sparsely. */

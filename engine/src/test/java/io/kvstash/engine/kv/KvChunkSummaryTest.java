@@ -174,6 +174,91 @@ class KvChunkSummaryTest {
         }
     }
 
+    /**
+     * The key sketch: per channel and group of 32 positions at most 2^bits distinct keys, each within
+     * half a quantization step of the real key (the step being the group's range over 2^bits − 1, with
+     * the halves' rounding), and the sketch's scores are linear in the query: those of a random query
+     * equal the sum of its channels times the sketched keys a one-hot query reads. A parked copy keeps
+     * the sketch. Chunks of 64 positions get 2-bit codes, of 96 (a multiple of 32 only) 4-bit ones.
+     */
+    @ParameterizedTest
+    @EnumSource(KvFormat.class)
+    void shouldSketchEveryKeyWithinHalfAStepWhenSummarisedAsSketch(KvFormat format) {
+        for (int c : format == KvFormat.KIVI2 ? new int[] {64} : new int[] {64, 96}) {
+            KvGeometry g = new KvGeometry(2, 3, 48, c, format);
+            int bits = c % 64 == 0 ? 2 : 4;
+            assertEquals(bits == 2 ? KvFormat.KIVI2 : KvFormat.KIVI4, KvChunk.sketchFormat(g));
+            assertEquals((long) g.layers() * g.kvHeads() * ChunkLayout.of(g, KvChunk.sketchFormat(g)).blockBytes(false),
+                    KvChunk.summaryBytes(g, KvChunk.SKETCH));
+            try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache cache = filled(store, 23)) {
+                Random r = new Random(24);
+                float[] keys = new float[KvChunk.summaryScratchFloats(g)];
+                float[] scratch = new float[KvChunk.scratchFloats(g)];
+                float[] q = new float[g.headDim()];
+                float[] sketched = new float[g.headDim() * c];
+                float[] scores = new float[c];
+                for (int ch = 0; ch < CHUNKS; ch++) {
+                    KvChunk chunk = cache.chunk(ch);
+                    chunk.summarise(KvChunk.SKETCH, keys);
+                    assertTrue(chunk.summarised());
+                    assertEquals(KvChunk.SKETCH, chunk.summaryTokens());
+                    assertEquals(0, chunk.summaryBlocks(), "a sketch has no statistics sub-blocks");
+                    assertThrows(IllegalStateException.class, () -> chunk.keyScoreBound(0, 0, q, 0));
+                    KvChunk parked = chunk.parkedCopy((keysToFetch, into, from, to) -> { }, "key");
+                    for (int l = 0; l < g.layers(); l++) {
+                        for (int h = 0; h < g.kvHeads(); h++) {
+                            chunk.decodeKeys(l, h, keys);
+                            for (int i = 0; i < q.length; i++) {
+                                java.util.Arrays.fill(q, 0f);
+                                q[i] = 1f;
+                                chunk.sketchScores(l, h, q, 0, 1f, sketched, i * c, scratch);
+                                for (int g0 = 0; g0 < c; g0 += KvFormat.GROUP) {
+                                    float min = Float.POSITIVE_INFINITY;
+                                    float max = Float.NEGATIVE_INFINITY;
+                                    java.util.Set<Float> distinct = new java.util.HashSet<>();
+                                    for (int t = g0; t < g0 + KvFormat.GROUP; t++) {
+                                        min = Math.min(min, keys[i * c + t]);
+                                        max = Math.max(max, keys[i * c + t]);
+                                        distinct.add(sketched[i * c + t]);
+                                    }
+                                    assertTrue(distinct.size() <= 1 << bits, format + " channel " + i + ": " + distinct.size() + " levels");
+                                    double halfStep = 0.5 * (max - min) / ((1 << bits) - 1) * 1.01 + 1e-3 * Math.max(Math.abs(min), Math.abs(max));
+                                    for (int t = g0; t < g0 + KvFormat.GROUP; t++) {
+                                        assertEquals(keys[i * c + t], sketched[i * c + t], halfStep, format + "/" + c + " chunk " + ch + " layer " + l
+                                                + " head " + h + " channel " + i + " position " + t);
+                                    }
+                                }
+                            }
+                            for (int i = 0; i < q.length; i++) {
+                                q[i] = (float) r.nextGaussian();
+                            }
+                            chunk.sketchScores(l, h, q, 0, 0.5f, scores, 0, scratch);
+                            for (int t = 0; t < c; t++) {
+                                double expected = 0;
+                                double magnitude = 0;
+                                for (int i = 0; i < q.length; i++) {
+                                    expected += q[i] * sketched[i * c + t];
+                                    magnitude += Math.abs(q[i] * sketched[i * c + t]);
+                                }
+                                assertEquals(0.5 * expected, scores[t], 1e-5 * magnitude + 1e-6, format + " position " + t);
+                            }
+                            float[] again = new float[c];
+                            parked.sketchScores(l, h, q, 0, 0.5f, again, 0, scratch);
+                            assertTrue(java.util.Arrays.equals(scores, again), "a parked copy scores from the same sketch");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldRejectSketchWhenChunksAreNotAMultipleOf32() {
+        KvGeometry g = new KvGeometry(1, 1, 8, 48, KvFormat.F16);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> KvChunk.sketchFormat(g));
+        assertTrue(e.getMessage().contains("multiple of 32") && e.getMessage().contains("48"), e.getMessage());
+    }
+
     @org.junit.jupiter.api.Test
     void shouldRejectSubBlocksThatDoNotDivideTheChunk() {
         KvGeometry g = new KvGeometry(1, 1, 8, 64, KvFormat.F16);

@@ -98,7 +98,7 @@ class ParkedChunksTest {
             if (slots > 0) {
                 cache.useTransientChunks(new TransientChunks(g, slots, prefetch));
                 long before = store.bytesInUse();
-                parkNew(cache, tier);
+                parkNew(cache, tier, sparse);
                 assertEquals(before - (long) (cache.fullChunks() - 1) * g.chunkBytes(), store.bytesInUse(), "parked bodies go back to the store");
                 assertEquals(cache.fullChunks() - 1, cache.parkedChunks());
             }
@@ -107,7 +107,7 @@ class ParkedChunksTest {
                 pass.forward(cache, tokens, PREFILL + i, 1, 0, row);
                 System.arraycopy(row, 0, out, i * vocab, vocab);
                 if (slots > 0) {
-                    parkNew(cache, tier);
+                    parkNew(cache, tier, sparse);
                 }
             }
             if (slots > 0) {
@@ -116,15 +116,6 @@ class ParkedChunksTest {
             }
         }
         return out;
-    }
-
-    private static void parkNew(KvCache cache, HeapTier tier) {
-        for (int ch = 1; ch < cache.fullChunks(); ch++) {
-            if (!cache.chunk(ch).parked()) {
-                tier.put(ch, cache.chunk(ch));
-                cache.park(ch, tier, ch, SPARSE.summaryTokens(CHUNK));
-            }
-        }
     }
 
     @ParameterizedTest
@@ -336,7 +327,7 @@ class ParkedChunksTest {
     @Test
     void shouldFailClearlyWhenExactScoringNeedsMoreChunksThanSlots() {
         // Exact scoring (a CLI reference) reads every chunk's keys to choose: it cannot run in rounds.
-        SparseAttention exact = new SparseAttention(true, 4 * CHUNK, 0, 0, SparseAttention.Scoring.EXACT, SPARSE.summaryTokens(CHUNK));
+        SparseAttention exact = new SparseAttention(true, 4 * CHUNK, 0, 0, SparseAttention.Scoring.EXACT, 0);
         try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
             IllegalStateException e = assertThrows(IllegalStateException.class,
                     () -> decode(model, KvFormat.F16, exact, 2, false, new HeapTier()));

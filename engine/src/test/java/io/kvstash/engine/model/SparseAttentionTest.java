@@ -50,6 +50,15 @@ class SparseAttentionTest {
         pool.close();
     }
 
+    /**
+     * Sparse settings with {@code moments} scoring on 16-position statistics: these tests use chunks of
+     * 16 positions, below the 32 a key sketch (the default scoring) needs; ParkedChunksTest decodes
+     * with the default.
+     */
+    static SparseAttention moments(int budgetTokens, int minContext, int denseLayers) {
+        return new SparseAttention(true, budgetTokens, minContext, denseLayers, SparseAttention.Scoring.MOMENTS, 16);
+    }
+
     /** Logits of every prefill token, then of each of {@code DECODE} tokens decoded one at a time. */
     static float[] run(LlamaModel model, SparseAttention sparse, SparseProbe probe) {
         ModelConfig c = model.config();
@@ -79,11 +88,11 @@ class SparseAttentionTest {
     void shouldEqualDenseBitForBitWhenSparseMustNotEngage() {
         try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
             float[] dense = run(model, SparseAttention.OFF, null);
-            assertArrayEquals(dense, run(model, new SparseAttention(true, PREFILL + DECODE, 0, 0), null), "budget covers the context");
-            assertArrayEquals(dense, run(model, new SparseAttention(true, 2 * CHUNK, 0, 3), null), "all layers dense");
-            assertArrayEquals(dense, run(model, new SparseAttention(true, 2 * CHUNK, PREFILL + DECODE + 1, 0), null),
+            assertArrayEquals(dense, run(model, moments(PREFILL + DECODE, 0, 0), null), "budget covers the context");
+            assertArrayEquals(dense, run(model, moments(2 * CHUNK, 0, 3), null), "all layers dense");
+            assertArrayEquals(dense, run(model, moments(2 * CHUNK, PREFILL + DECODE + 1, 0), null),
                     "context below the minimum");
-            float[] sparse = run(model, new SparseAttention(true, 4 * CHUNK, 0, 1), null);
+            float[] sparse = run(model, moments(4 * CHUNK, 0, 1), null);
             int vocab = model.config().vocabularySize();
             assertArrayEquals(Arrays.copyOf(dense, PREFILL * vocab), Arrays.copyOf(sparse, PREFILL * vocab), "prefill stays dense");
             assertFalse(Arrays.equals(dense, sparse), "a budget of 4 of 15 chunks must change decode");
@@ -98,7 +107,7 @@ class SparseAttentionTest {
             int full = 192; // 12 chunks
             int[] tokens = ForwardPassReferenceTest.randomTokens(vocab, full + DECODE, 6);
             ForwardPass pass = new ForwardPass(model, pool, 64);
-            pass.setSparse(new SparseAttention(true, 4 * CHUNK, 0, 1));
+            pass.setSparse(moments(4 * CHUNK, 0, 1));
             KvGeometry g = new KvGeometry(c.layers(), c.kvHeads(), c.headDim(), CHUNK, KvFormat.Q8);
             try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE); KvCache sealedHere = new KvCache(store);
                  KvCache appended = new KvCache(store)) {
@@ -119,7 +128,7 @@ class SparseAttentionTest {
                     assertArrayEquals(a, b, "decode position " + i);
                 }
                 assertTrue(appended.chunk(0).summarised());
-                assertEquals(SparseAttention.OFF.summaryTokens(CHUNK), sealedHere.chunk(full / CHUNK - 1).summaryTokens());
+                assertEquals(16, sealedHere.chunk(full / CHUNK - 1).summaryTokens());
             }
         }
     }
@@ -129,7 +138,7 @@ class SparseAttentionTest {
         try (GgufFile f = GgufFile.open(tiny); LlamaModel model = LlamaModel.load(f)) {
             SparseProbe probe = new SparseProbe();
             probe.clearChunks(3, 16);
-            run(model, new SparseAttention(true, 4 * CHUNK, 0, 1), probe);
+            run(model, moments(4 * CHUNK, 0, 1), probe);
             ModelConfig c = model.config();
             // Every decode token, every sparse layer (2 of 3), every query head.
             assertEquals((long) DECODE * 2 * c.heads(), probe.measured());
@@ -141,7 +150,7 @@ class SparseAttentionTest {
             assertTrue(probe.chosenChunksAnyLayer(3) >= chosen);
 
             SparseProbe all = new SparseProbe();
-            run(model, new SparseAttention(true, 10_000, 0, 0), all);
+            run(model, moments(10_000, 0, 0), all);
             assertEquals(0, all.measured(), "a budget covering the context is dense attention, not measured");
         }
     }
@@ -198,10 +207,10 @@ class SparseAttentionTest {
                             // from KIVI2's coarse codes of the other keys (a Gaussian estimate has no heavy tail).
                             continue;
                         }
-                        for (int ch = 0; ch < cache.fullChunks(); ch++) {
-                            cache.chunk(ch).summarise(blockTokens, keys);
-                        }
                         SparseAttention sp = new SparseAttention(true, budget, 0, 0, scoring, blockTokens);
+                        for (int ch = 0; ch < cache.fullChunks(); ch++) {
+                            cache.chunk(ch).summarise(sp.summaryTokens(chunkTokens), keys);
+                        }
                         assertTrue(ChunkSelection.select(cache, 0, 1, q, 2 * hd, 2, hd, positions, sp, 0.25f, est, pick, scores, scratch));
                         int picked = 0;
                         for (int ch = 0; ch <= 6; ch++) {
