@@ -61,6 +61,8 @@ class ConfigurationValidationTest {
         assertTrue(m.contains("kvstash.engine.sparse.park") && m.contains("residentChunks"), m);
         m = failure("--kvstash.engine.sparse.park.transient-chunks=0");
         assertTrue(m.contains("kvstash.engine.sparse.park") && m.contains("transientChunks"), m);
+        m = failure("--kvstash.engine.sparse.park.summary-cache=-1MB");
+        assertTrue(m.contains("kvstash.engine.sparse.park") && m.contains("summary-cache"), m);
     }
 
     @Test
