@@ -112,8 +112,11 @@ public final class SessionStore implements AutoCloseable {
      */
     public record Parking(boolean enabled, int residentChunks, int transientChunks, boolean prefetch, long summaryBytes) {
         public static final Parking OFF = new Parking(false, 0, 1, false, 0);
-        /** The default {@code summaryBytes}: 256 MiB, the key sketches of about 6,400 stories15M chunks (400,000 positions). */
-        public static final long DEFAULT_SUMMARY_BYTES = 256L << 20;
+        /**
+         * The default {@code summaryBytes}: 64 MiB of the heap, the key sketches of about 1,600 stories15M chunks (100,000
+         * positions; a 512 MiB heap, the Helm chart's default, keeps room for the rest).
+         */
+        public static final long DEFAULT_SUMMARY_BYTES = 64L << 20;
 
         /** Parking with the default {@link #DEFAULT_SUMMARY_BYTES} of summaries kept across turns. */
         public Parking(boolean enabled, int residentChunks, int transientChunks, boolean prefetch) {

@@ -181,8 +181,10 @@ class RedisRemoteTierTest {
             for (int i = 0; i < 10; i++) {
                 tier.put(key(i), HEADER, payload(i));
             }
-            // The writer holds at most the 2 it took while it waits for the silent server; the queue holds 2 more.
-            assertTrue(tier.stats().drops() >= 6, "drops " + tier.stats());
+            // While it waits for the silent server the writer holds one batch: the chunk it took plus what it
+            // drained right after, at most the queue's 2 (which may have refilled in between); the queue then
+            // holds 2 more. So at most 5 of the 10 are not dropped, however the two threads interleave.
+            assertTrue(tier.stats().drops() >= 5, "drops " + tier.stats());
             assertTrue(tier.awaitWrites(Duration.ofSeconds(5)));
             RemoteTier.Stats s = tier.stats();
             assertEquals(0, s.writes());

@@ -82,7 +82,7 @@ public record EngineProperties(
                 @DefaultValue("8") @Min(0) @Max(1 << 20) int residentChunks,
                 @DefaultValue("64") @Min(1) @Max(1 << 16) int transientChunks,
                 @DefaultValue("false") boolean prefetch,
-                @DefaultValue("256MB") @NotNull DataSize summaryCache) {
+                @DefaultValue("64MB") @NotNull DataSize summaryCache) {
 
             public Park {
                 if (summaryCache != null && summaryCache.isNegative()) {
