@@ -666,12 +666,21 @@ public final class SessionStore implements AutoCloseable {
         return residency(r);
     }
 
-    /** Prefetches the session's chunks from the warm tier into the hot tier (unpinned, most recently used). */
+    /**
+     * Prefetches the session's chunks from the warm tier into the hot tier (unpinned, most recently used).
+     * With parking, a chunk the next turn will park whose summary is kept ({@link ParkedSummaries}) is
+     * left in the warm tier: that turn parks it from the summary and would only drop it from the hot tier.
+     */
     public Residency restore(String tenant, String id) {
         SessionRecord r = load(tenant, id);
         List<ChunkKey> missing = new ArrayList<>();
-        for (ChunkKey k : r.chunkKeys()) {
-            if (!hot.contains(k)) {
+        List<ChunkKey> keys = r.chunkKeys();
+        int parkEnd = parking.parkedEnd(keys.size());
+        int summaryTokens = parkEnd > 1 ? engine.sparse().summaryTokens(chunkTokens) : 0;
+        for (int i = 0; i < keys.size(); i++) {
+            ChunkKey k = keys.get(i);
+            boolean parkedNext = i >= 1 && i < parkEnd && isStored(k) && summaries.get(k, summaryTokens) != null;
+            if (!parkedNext && !hot.contains(k)) {
                 missing.add(k);
             }
         }
@@ -774,6 +783,11 @@ public final class SessionStore implements AutoCloseable {
      */
     public long parkedSummaryHits() {
         return summaryHits.sum();
+    }
+
+    /** Whether the summary of {@code key}'s chunk is kept for the current sparse settings (false without parking). */
+    boolean summaryKept(ChunkKey key) {
+        return summaries != null && summaries.get(key, engine.sparse().summaryTokens(chunkTokens)) != null;
     }
 
     /** Heap bytes of the parked chunks' key summaries kept across turns (0 without parking). */

@@ -155,6 +155,43 @@ class SessionParkingTest {
     }
 
     @Test
+    void shouldRestoreOnlyTheChunksTheNextTurnKeepsHotWhenTheOthersSummariesAreKept() throws Exception {
+        try (Tiers t = open("restore", true, 192)) {
+            String id = t.sessions.create("acme").id();
+            int[] prompt = story(t.engine, 600, 0, true);
+            t.sessions.turn("acme", id, prompt, List.of(), SamplingParams.greedy(), 20, true, null).get();
+            // The second turn parks the old chunks, reading them once: their summaries are kept from then on.
+            SessionRecord r = t.sessions.turn("acme", id, story(t.engine, 40, 100, false), List.of(), SamplingParams.greedy(), 20, true,
+                    null).get().record();
+            t.hot().evictAll();
+            SessionStore.Residency res = t.sessions.restore("acme", id);
+            int chunks = r.chunkKeys().size();
+            int parkedNext = PARKING.parked(chunks); // chunks 1 .. parkedNext: at least these the next turn parks
+            int left = 0;
+            for (int c = 0; c < chunks; c++) {
+                ChunkKey k = r.chunkKeys().get(c);
+                boolean kept = c >= 1 && c <= parkedNext && t.sessions.summaryKept(k);
+                left += kept ? 1 : 0;
+                assertEquals(!kept, t.hot().contains(k), "chunk " + c + (kept ? " is parked next turn from its kept summary" : ""));
+            }
+            // The second turn added under a chunk (40 + 20 tokens), so it parked all but at most the last of them.
+            assertTrue(left >= parkedNext - 1 && left >= 5, left + " of " + chunks + " chunks left in the warm tier");
+            assertEquals(chunks - left, res.hotChunks());
+            long hits = t.sessions.parkedSummaryHits();
+            t.sessions.turn("acme", id, story(t.engine, 40, 200, false), List.of(), SamplingParams.greedy(), 20, true, null).get();
+            assertTrue(t.sessions.parkedSummaryHits() - hits >= left, "the chunks left in the warm tier parked from their summaries");
+        }
+        try (Tiers t = open("restore-no-cache", new SessionStore.Parking(true, 2, 32, false, 0), 192)) {
+            String id = t.sessions.create("acme").id();
+            t.sessions.turn("acme", id, story(t.engine, 600, 0, true), List.of(), SamplingParams.greedy(), 20, true, null).get();
+            SessionRecord r = t.sessions.turn("acme", id, story(t.engine, 40, 100, false), List.of(), SamplingParams.greedy(), 20, true,
+                    null).get().record();
+            t.hot().evictAll();
+            assertEquals(r.chunkKeys().size(), t.sessions.restore("acme", id).hotChunks(), "with no kept summary every chunk is restored");
+        }
+    }
+
+    @Test
     void shouldReplyWithTheSameTokensWhenParkedChunksOutnumberTheSlots() throws Exception {
         // Every turn's prefill (dense over the parked chunks) and each decode step's union of picks need
         // more than three slots: the engine attends in rounds, whose logits differ from one pass only
