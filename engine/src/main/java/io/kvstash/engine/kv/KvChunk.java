@@ -286,8 +286,8 @@ public final class KvChunk {
 
     /**
      * Computes the key summary of this full, sealed chunk for sub-blocks of {@code blockTokens}
-     * positions (Quest's per-channel min and max of the keys, plus their mean, per layer, KV head and
-     * sub-block) from its body. Keys are decoded as the scoring kernels read them (for a quantized
+     * positions (Quest's per-channel min and max of the keys, plus their mean and variance, per layer, KV
+     * head and sub-block), or its key sketch for {@link #SKETCH}, from its body. Keys are decoded as the scoring kernels read them (for a quantized
      * format {@code scale·code} or {@code scale·code + min} in float, what {@link #keyScores} computes for a
      * one-hot query), so the bound holds for the keys attention sees. Reads the chunk's keys once (no
      * scoring passes); no allocation once this chunk has held a summary of the same size. Does nothing

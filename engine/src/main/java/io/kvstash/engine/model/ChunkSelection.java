@@ -8,7 +8,7 @@ import io.kvstash.engine.kv.KvChunk;
  * Which chunks a decoding query attends over under a token budget (Quest): chunk 0 (the attention
  * sink) and the chunk holding the query's own position (the tail) always, and of the full chunks
  * between them those that rank highest by {@link SparseAttention.Scoring} (by default the chunk's
- * attention mass estimated from its sub-blocks' key means and variances; or Quest's upper bound
+ * attention mass over its key sketch; or estimated from its sub-blocks' key means and variances; or Quest's upper bound
  * {@code Σ_c max(q_c·max_c, q_c·min_c)} on any key's score, the maximum taken over the query heads
  * that share the KV head). Ties go to the earlier chunk.
  */
