@@ -676,10 +676,9 @@ public final class SessionStore implements AutoCloseable {
         List<ChunkKey> missing = new ArrayList<>();
         List<ChunkKey> keys = r.chunkKeys();
         int parkEnd = parking.parkedEnd(keys.size());
-        int summaryTokens = parkEnd > 1 ? engine.sparse().summaryTokens(chunkTokens) : 0;
         for (int i = 0; i < keys.size(); i++) {
             ChunkKey k = keys.get(i);
-            boolean parkedNext = i >= 1 && i < parkEnd && isStored(k) && summaries.get(k, summaryTokens) != null;
+            boolean parkedNext = i >= 1 && i < parkEnd && keptSummary(k) != null;
             if (!parkedNext && !hot.contains(k)) {
                 missing.add(k);
             }
@@ -787,7 +786,15 @@ public final class SessionStore implements AutoCloseable {
 
     /** Whether the summary of {@code key}'s chunk is kept for the current sparse settings (false without parking). */
     boolean summaryKept(ChunkKey key) {
-        return summaries != null && summaries.get(key, engine.sparse().summaryTokens(chunkTokens)) != null;
+        return keptSummary(key) != null;
+    }
+
+    /**
+     * The parked chunk whose summary is kept for {@code key}, in the layout of the current sparse settings,
+     * when the warm tier holds its body; else null (and always without parking).
+     */
+    private KvChunk keptSummary(ChunkKey key) {
+        return summaries != null && isStored(key) ? summaries.get(key, engine.sparse().summaryTokens(chunkTokens)) : null;
     }
 
     /** Heap bytes of the parked chunks' key summaries kept across turns (0 without parking). */
@@ -836,7 +843,7 @@ public final class SessionStore implements AutoCloseable {
             int summaryTokens = parkEnd > 1 ? engine.sparse().summaryTokens(chunkTokens) : 0;
             for (; i < full; i++) {
                 boolean park = i >= 1 && i < parkEnd;
-                KvChunk kept = park && isStored(keys[i]) ? summaries.get(keys[i], summaryTokens) : null;
+                KvChunk kept = park ? keptSummary(keys[i]) : null;
                 if (kept != null) {
                     // Its summary outlived its last turn: park it again without reading the body.
                     ensureTransient(cache, parkEnd - 1);
@@ -851,9 +858,9 @@ public final class SessionStore implements AutoCloseable {
                     cache.appendFull(c);
                     hotHits++;
                     if (park) {
-                        parkHot(cache, i, keys[i], parkEnd - 1);
+                        parkHot(cache, i, keys[i], parkEnd - 1, summaryTokens);
                     }
-                } else if (park ? parkFromWarm(cache, i, keys[i], parkEnd - 1) : i == 0 && parkEnd > 1 && sinkFromWarm(cache, keys[0])) {
+                } else if (park ? parkFromWarm(cache, i, keys[i], parkEnd - 1, summaryTokens) : i == 0 && parkEnd > 1 && sinkFromWarm(cache, keys[0])) {
                     warmHits++;
                     warmChunkHits.increment();
                 } else {
@@ -913,7 +920,7 @@ public final class SessionStore implements AutoCloseable {
      * first if it is not there, summarised unless it is already (a chunk the hot tier keeps keeps its
      * summary), parked, then dropped from the hot tier unless another sequence holds it.
      */
-    private void parkHot(KvCache cache, int index, ChunkKey key, int parked) {
+    private void parkHot(KvCache cache, int index, ChunkKey key, int parked, int summaryTokens) {
         ensureTransient(cache, parked);
         KvChunk c = cache.chunk(index);
         if (!isStored(key)) {
@@ -921,7 +928,7 @@ public final class SessionStore implements AutoCloseable {
             markStored(key);
         }
         hot.markPersisted(key);
-        cache.park(index, parkedFetcher, key, engine.sparse().summaryTokens(chunkTokens));
+        cache.park(index, parkedFetcher, key, summaryTokens);
         summaries.put(key, cache.chunk(index));
         hot.evict(key);
     }
@@ -932,7 +939,7 @@ public final class SessionStore implements AutoCloseable {
      * as soon as the summary is computed), so the hot tier never lists it. Returns false when the warm tier
      * does not have it (or it fails its checks).
      */
-    private boolean parkFromWarm(KvCache cache, int index, ChunkKey key, int parked) {
+    private boolean parkFromWarm(KvCache cache, int index, ChunkKey key, int parked, int summaryTokens) {
         ensureTransient(cache, parked);
         KvChunk body = hot.allocateSealed();
         try {
@@ -946,7 +953,7 @@ public final class SessionStore implements AutoCloseable {
             throw e;
         }
         markStored(key);
-        cache.park(index, parkedFetcher, key, engine.sparse().summaryTokens(chunkTokens));
+        cache.park(index, parkedFetcher, key, summaryTokens);
         summaries.put(key, cache.chunk(index));
         return true;
     }

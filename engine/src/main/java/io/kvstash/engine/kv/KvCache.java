@@ -287,8 +287,7 @@ public final class KvCache implements AutoCloseable {
     public long summaryBytes() {
         long bytes = 0;
         for (int i = 0, n = fullChunks(); i < n; i++) {
-            int blockTokens = chunks.get(i).summaryTokens();
-            bytes += blockTokens == 0 ? 0 : KvChunk.summaryBytes(store.geometry(), blockTokens);
+            bytes += chunks.get(i).summaryBytes();
         }
         return bytes;
     }

@@ -469,7 +469,7 @@ public final class ForwardPass {
                     continue;
                 }
                 if (tokenDecode[u] && stepSparse.engages(l, tokenPos[u] + 1)
-                        && (probe != null || stepSparse.scoring() == SparseAttention.Scoring.EXACT)) {
+                        && readsEveryChunk()) {
                     throw new IllegalStateException("layer " + l + " needs " + needed + " parked chunks at once, but there are "
                             + cache.transientCapacity() + " transient slots, and "
                             + (probe != null ? "a sparse probe" : "exact chunk scoring")
@@ -479,6 +479,14 @@ public final class ForwardPass {
             }
             roundsPending = true;
         }
+    }
+
+    /**
+     * Whether a sparse decoding token reads every chunk's keys while it attends, so that every parked
+     * chunk needs a body at once: the probe compares with dense attention, exact scoring scores every key.
+     */
+    private boolean readsEveryChunk() {
+        return probe != null || stepSparse.scoring() == SparseAttention.Scoring.EXACT;
     }
 
     private boolean firstOfCache(int t) {
@@ -512,9 +520,7 @@ public final class ForwardPass {
                 count = upTo;
             }
             boolean dense = true;
-            // The probe compares with dense attention over every chunk: then every chunk needs a body.
-            if (tokenDecode[u] && stepSparse.engages(l, positions) && probe == null
-                    && stepSparse.scoring() != SparseAttention.Scoring.EXACT) { // exact scoring reads every chunk's keys
+            if (tokenDecode[u] && stepSparse.engages(l, positions) && !readsEveryChunk()) {
                 dense = false;
                 for (int kvHead = 0; kvHead < c.kvHeads() && !dense; kvHead++) {
                     int choice = u * c.kvHeads() + kvHead;
@@ -599,7 +605,8 @@ public final class ForwardPass {
     }
 
     /** Adds {@code bias} (absent: {@code null}) to each of the first {@code n} rows of {@code rows}, rows as long as the bias. */
-    private static void addBias(float[] bias, float[] rows, int n) {
+    /** Adds {@code bias} (if any) to each of {@code n} rows of its length (also for {@link OracleDecode}). */
+    static void addBias(float[] bias, float[] rows, int n) {
         if (bias != null) {
             for (int t = 0; t < n; t++) {
                 VectorMath.add(bias, 0, rows, t * bias.length, bias.length);
@@ -609,22 +616,29 @@ public final class ForwardPass {
 
     private void computeRopeAngles(int n) {
         float[] inv = model.ropeInverseFrequencies();
-        int half = inv.length;
         for (int t = 0; t < n; t++) {
-            double pos = tokenPos[t];
-            for (int i = 0; i < half; i++) {
-                double angle = pos * inv[i];
-                ropeCos[t * half + i] = (float) Math.cos(angle);
-                ropeSin[t * half + i] = (float) Math.sin(angle);
-            }
+            ropeAngles(inv, tokenPos[t], ropeCos, ropeSin, t * inv.length);
+        }
+    }
+
+    /** The RoPE angles of position {@code pos} into {@code cos, sin[at ..]}: computed in double, stored as float. */
+    static void ropeAngles(float[] inverseFrequencies, int pos, float[] cos, float[] sin, int at) {
+        for (int i = 0; i < inverseFrequencies.length; i++) {
+            double angle = (double) pos * inverseFrequencies[i];
+            cos[at + i] = (float) Math.cos(angle);
+            sin[at + i] = (float) Math.sin(angle);
         }
     }
 
     /** Rotates the first ropeDims dimensions of each of {@code heads} heads starting at {@code vec[off]}. */
     private void rope(float[] vec, int off, int heads, int t) {
+        rope(c, vec, off, heads, ropeCos, ropeSin, t * (c.ropeDims() / 2));
+    }
+
+    /** {@link #rope(float[], int, int, int)} with the angles at {@code cos, sin[angles ..]} (also for {@link OracleDecode}). */
+    static void rope(ModelConfig c, float[] vec, int off, int heads, float[] ropeCos, float[] ropeSin, int angles) {
         int hd = c.headDim();
         int half = c.ropeDims() / 2;
-        int angles = t * half;
         boolean adjacent = c.ropeStyle() == RopeStyle.NORMAL;
         for (int h = 0; h < heads; h++) {
             int base = off + h * hd;

@@ -136,25 +136,25 @@ public final class OracleDecode {
         }
         int dim = c.dim();
         model.tokenEmbedding().dequantizeRow(token, x, 0);
-        ropeAngles(pos);
+        ForwardPass.ropeAngles(model.ropeInverseFrequencies(), pos, ropeCos, ropeSin, 0);
         for (int l = 0; l < c.layers(); l++) {
             LlamaModel.Layer layer = model.layer(l);
             VectorMath.rmsNorm(x, 0, layer.attnNorm(), c.rmsEps(), xb, 0, dim);
             multiply(layer.wq(), xb, q);
             multiply(layer.wk(), xb, k);
             multiply(layer.wv(), xb, v);
-            addBias(layer.qBias(), q);
-            addBias(layer.kBias(), k);
-            addBias(layer.vBias(), v);
-            rope(q, c.heads());
-            rope(k, c.kvHeads());
+            ForwardPass.addBias(layer.qBias(), q, 1);
+            ForwardPass.addBias(layer.kBias(), k, 1);
+            ForwardPass.addBias(layer.vBias(), v, 1);
+            ForwardPass.rope(c, q, 0, c.heads(), ropeCos, ropeSin, 0);
+            ForwardPass.rope(c, k, 0, c.kvHeads(), ropeCos, ropeSin, 0);
             cache.chunk(tail).write(l, pos % chunkTokens, k, 0, v, 0);
             boolean sparse = l >= denseLayers && tail >= 2 && take < units;
             for (int kvHead = 0; kvHead < c.kvHeads(); kvHead++) {
                 attendGroup(cache, l, kvHead, positions, sparse, granularity, units, take, choice);
             }
             multiply(layer.wo(), att, xb2);
-            addBias(layer.oBias(), xb2);
+            ForwardPass.addBias(layer.oBias(), xb2, 1);
             VectorMath.add(xb2, 0, x, 0, dim);
             VectorMath.rmsNorm(x, 0, layer.ffnNorm(), c.rmsEps(), xb, 0, dim);
             multiply(layer.wGate(), xb, hb);
@@ -287,40 +287,5 @@ public final class OracleDecode {
     /** {@code out = w · in} for one token, all rows (a row's result does not depend on how rows are split, so this equals the pool's split). */
     private void multiply(PanelMatrix w, float[] in, float[] out) {
         w.multiply(in, 1, out, 0, w.rows, 0, w.rows, weightScratch);
-    }
-
-    private static void addBias(float[] bias, float[] row) {
-        if (bias != null) {
-            VectorMath.add(bias, 0, row, 0, bias.length);
-        }
-    }
-
-    /** As {@link ForwardPass}: angles in double, stored as float. */
-    private void ropeAngles(int pos) {
-        float[] inv = model.ropeInverseFrequencies();
-        for (int i = 0; i < inv.length; i++) {
-            double angle = (double) pos * inv[i];
-            ropeCos[i] = (float) Math.cos(angle);
-            ropeSin[i] = (float) Math.sin(angle);
-        }
-    }
-
-    private void rope(float[] vec, int heads) {
-        int hd = c.headDim();
-        int half = c.ropeDims() / 2;
-        boolean adjacent = c.ropeStyle() == RopeStyle.NORMAL;
-        for (int h = 0; h < heads; h++) {
-            int base = h * hd;
-            for (int i = 0; i < half; i++) {
-                int a = adjacent ? base + 2 * i : base + i;
-                int b = adjacent ? a + 1 : a + half;
-                float cos = ropeCos[i];
-                float sin = ropeSin[i];
-                float x0 = vec[a];
-                float x1 = vec[b];
-                vec[a] = x0 * cos - x1 * sin;
-                vec[b] = x0 * sin + x1 * cos;
-            }
-        }
     }
 }
