@@ -204,52 +204,121 @@ public final class QuantizedKvKernels {
                 scratch[qmAt + g] = sum;
             }
         }
-        int perByte = 8 / bits;
-        int stride = chunkTokens / perByte;
-        int mask = (1 << bits) - 1;
-        long codes = block + codesOff;
-        for (int j = 0; j < stride; j += Simd.FL) {
-            int part = (j % Simd.BL) / Simd.FL;
-            long loadAt = j - (j % Simd.BL);
-            if (perByte == 2) {
-                int g0 = j / G;
-                int g1 = (j + stride) / G;
-                FloatVector a0 = FloatVector.zero(Simd.F);
-                FloatVector a1 = a0;
-                for (int c = 0; c < d; c++) {
-                    IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, codes + (long) c * stride + loadAt, ByteOrder.LITTLE_ENDIAN)
-                            .convertShape(VectorOperators.B2I, Simd.I, part);
-                    a0 = ((FloatVector) v.and(mask).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(Simd.F, scratch[g0 * d + c]), a0);
-                    a1 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 4).and(mask).convert(VectorOperators.I2F, 0))
-                            .fma(FloatVector.broadcast(Simd.F, scratch[g1 * d + c]), a1);
-                }
-                a0.add(scratch[qmAt + g0]).mul(factor).intoArray(out, outOff + j);
-                a1.add(scratch[qmAt + g1]).mul(factor).intoArray(out, outOff + j + stride);
-            } else {
-                int g0 = j / G;
-                int g1 = (j + stride) / G;
-                int g2 = (j + 2 * stride) / G;
-                int g3 = (j + 3 * stride) / G;
-                FloatVector a0 = FloatVector.zero(Simd.F);
-                FloatVector a1 = a0;
-                FloatVector a2 = a0;
-                FloatVector a3 = a0;
-                for (int c = 0; c < d; c++) {
-                    IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, codes + (long) c * stride + loadAt, ByteOrder.LITTLE_ENDIAN)
-                            .convertShape(VectorOperators.B2I, Simd.I, part);
-                    a0 = ((FloatVector) v.and(mask).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(Simd.F, scratch[g0 * d + c]), a0);
-                    a1 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 2).and(mask).convert(VectorOperators.I2F, 0))
-                            .fma(FloatVector.broadcast(Simd.F, scratch[g1 * d + c]), a1);
-                    a2 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 4).and(mask).convert(VectorOperators.I2F, 0))
-                            .fma(FloatVector.broadcast(Simd.F, scratch[g2 * d + c]), a2);
-                    a3 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 6).and(mask).convert(VectorOperators.I2F, 0))
-                            .fma(FloatVector.broadcast(Simd.F, scratch[g3 * d + c]), a3);
-                }
-                a0.add(scratch[qmAt + g0]).mul(factor).intoArray(out, outOff + j);
-                a1.add(scratch[qmAt + g1]).mul(factor).intoArray(out, outOff + j + stride);
-                a2.add(scratch[qmAt + g2]).mul(factor).intoArray(out, outOff + j + 2 * stride);
-                a3.add(scratch[qmAt + g3]).mul(factor).intoArray(out, outOff + j + 3 * stride);
+        if (bits == 4) {
+            kiviScoreCodes4(seg, block + codesOff, chunkTokens, d, factor, out, outOff, scratch);
+        } else {
+            kiviScoreCodes2(seg, block + codesOff, chunkTokens, d, factor, out, outOff, scratch);
+        }
+    }
+
+    // ---- The code loops of the KIVI kernels, one per code width: shifts and masks are constants,
+    // the codes of a byte are unrolled, and as methods of their own (C2 does not inline one this
+    // big) they get registers for their accumulators. Inlined into the kernel with its scale
+    // preparation, the 4-bit value loop kept its accumulators on the stack, a store and a reload
+    // around every FMA. Codes are zero-extended, so the top code of a byte needs no mask. Every
+    // lane adds its channels (keys) or tokens (values) in the order it did before.
+
+    /** Lane offset, in floats' worth of bytes, of the codes at byte {@code j} inside their load: 0 unless bytes outnumber float lanes. */
+    private static int part(int j) {
+        return Simd.PARTS == 1 ? 0 : (j % Simd.BL) / Simd.FL;
+    }
+
+    /** Where the load holding the codes at byte {@code j} starts. */
+    private static int loadAt(int j) {
+        return Simd.PARTS == 1 ? j : j - j % Simd.BL;
+    }
+
+    /**
+     * 4-bit key codes: byte j of a channel holds tokens j (low nibble) and j + S (high). Two vectors
+     * of bytes per pass where the channel has them, so that four FMA chains overlap.
+     */
+    private static void kiviScoreCodes4(MemorySegment seg, long codes, int chunkTokens, int d, float factor, float[] out, int outOff,
+                                        float[] scratch) {
+        int stride = chunkTokens / 2;
+        int qmAt = (chunkTokens / G) * d;
+        int j = 0;
+        for (; j + Simd.FL < stride; j += 2 * Simd.FL) {
+            int j1 = j + Simd.FL;
+            int lo0 = (j / G) * d;
+            int hi0 = ((j + stride) / G) * d;
+            int lo1 = (j1 / G) * d;
+            int hi1 = ((j1 + stride) / G) * d;
+            long at0 = codes + loadAt(j);
+            long at1 = codes + loadAt(j1);
+            int part0 = part(j);
+            int part1 = part(j1);
+            FloatVector a0 = FloatVector.zero(Simd.F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            for (int c = 0; c < d; c++) {
+                long ch = (long) c * stride;
+                IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at0 + ch, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part0);
+                IntVector u = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at1 + ch, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part1);
+                a0 = ((FloatVector) v.and(15).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(Simd.F, scratch[lo0 + c]), a0);
+                a1 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 4).convert(VectorOperators.I2F, 0))
+                        .fma(FloatVector.broadcast(Simd.F, scratch[hi0 + c]), a1);
+                a2 = ((FloatVector) u.and(15).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(Simd.F, scratch[lo1 + c]), a2);
+                a3 = ((FloatVector) u.lanewise(VectorOperators.LSHR, 4).convert(VectorOperators.I2F, 0))
+                        .fma(FloatVector.broadcast(Simd.F, scratch[hi1 + c]), a3);
             }
+            a0.add(scratch[qmAt + j / G]).mul(factor).intoArray(out, outOff + j);
+            a1.add(scratch[qmAt + (j + stride) / G]).mul(factor).intoArray(out, outOff + j + stride);
+            a2.add(scratch[qmAt + j1 / G]).mul(factor).intoArray(out, outOff + j1);
+            a3.add(scratch[qmAt + (j1 + stride) / G]).mul(factor).intoArray(out, outOff + j1 + stride);
+        }
+        for (; j < stride; j += Simd.FL) {
+            int lo = (j / G) * d;
+            int hi = ((j + stride) / G) * d;
+            long at = codes + loadAt(j);
+            int part = part(j);
+            FloatVector a0 = FloatVector.zero(Simd.F);
+            FloatVector a1 = a0;
+            for (int c = 0; c < d; c++) {
+                IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + (long) c * stride, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                a0 = ((FloatVector) v.and(15).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(Simd.F, scratch[lo + c]), a0);
+                a1 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 4).convert(VectorOperators.I2F, 0))
+                        .fma(FloatVector.broadcast(Simd.F, scratch[hi + c]), a1);
+            }
+            a0.add(scratch[qmAt + j / G]).mul(factor).intoArray(out, outOff + j);
+            a1.add(scratch[qmAt + (j + stride) / G]).mul(factor).intoArray(out, outOff + j + stride);
+        }
+    }
+
+    /** 2-bit key codes: byte j of a channel holds tokens j + k·S in bits [2k, 2k+2), k = 0..3. */
+    private static void kiviScoreCodes2(MemorySegment seg, long codes, int chunkTokens, int d, float factor, float[] out, int outOff,
+                                        float[] scratch) {
+        int stride = chunkTokens / 4;
+        int qmAt = (chunkTokens / G) * d;
+        for (int j = 0; j < stride; j += Simd.FL) {
+            int g0 = (j / G) * d;
+            int g1 = ((j + stride) / G) * d;
+            int g2 = ((j + 2 * stride) / G) * d;
+            int g3 = ((j + 3 * stride) / G) * d;
+            long at = codes + loadAt(j);
+            int part = part(j);
+            FloatVector a0 = FloatVector.zero(Simd.F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            for (int c = 0; c < d; c++) {
+                IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + (long) c * stride, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                a0 = ((FloatVector) v.and(3).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(Simd.F, scratch[g0 + c]), a0);
+                a1 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 2).and(3).convert(VectorOperators.I2F, 0))
+                        .fma(FloatVector.broadcast(Simd.F, scratch[g1 + c]), a1);
+                a2 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 4).and(3).convert(VectorOperators.I2F, 0))
+                        .fma(FloatVector.broadcast(Simd.F, scratch[g2 + c]), a2);
+                a3 = ((FloatVector) v.lanewise(VectorOperators.LSHR, 6).convert(VectorOperators.I2F, 0))
+                        .fma(FloatVector.broadcast(Simd.F, scratch[g3 + c]), a3);
+            }
+            a0.add(scratch[qmAt + j / G]).mul(factor).intoArray(out, outOff + j);
+            a1.add(scratch[qmAt + (j + stride) / G]).mul(factor).intoArray(out, outOff + j + stride);
+            a2.add(scratch[qmAt + (j + 2 * stride) / G]).mul(factor).intoArray(out, outOff + j + 2 * stride);
+            a3.add(scratch[qmAt + (j + 3 * stride) / G]).mul(factor).intoArray(out, outOff + j + 3 * stride);
         }
     }
 
@@ -335,17 +404,22 @@ public final class QuantizedKvKernels {
                 scratch[mgAt + g] = Simd.sum(mg);
             }
         }
-        int perByte = 8 / bits;
-        int stride = chunkTokens / perByte;
-        int mask = (1 << bits) - 1;
-        long codes = block + codesOff;
+        kiviValueCodes(bits, seg, block + codesOff, chunkTokens, d, out, outOff, scratch);
+    }
+
+    /**
+     * The value code loop: per channel a dot product over the tokens with the weights (w ⊙ scale) in
+     * scratch. Four channels per pass (one group: G is a multiple of 4): they share the weight loads,
+     * their FMA chains overlap, and their four lane sums come out of one tree of lane-wise adds
+     * (see Simd.HI_HALF) instead of four sums.
+     */
+    private static void kiviValueCodes(int bits, MemorySegment seg, long codes, int chunkTokens, int d, float[] out, int outOff,
+                                       float[] scratch) {
+        int ng = (d + G - 1) / G;
+        int stride = chunkTokens * bits / 8;
         int mgAt = ng * chunkTokens;
         int lanes = scratch.length - Simd.FL;
         int c = 0;
-        // Four channels per pass (one group: G is a multiple of 4): they share the weight loads, their
-        // FMA chains overlap, and their four lane sums come out of one tree of lane-wise adds
-        // (see Simd.HI_HALF) instead of four sums. Written out here: a vector passed to a helper
-        // C2 does not inline into a kernel this big would be boxed.
         for (; c + 3 < d; c += 4) {
             int g = c / G;
             int wb = g * chunkTokens;
@@ -354,24 +428,61 @@ public final class QuantizedKvKernels {
             FloatVector acc1 = acc0;
             FloatVector acc2 = acc0;
             FloatVector acc3 = acc0;
-            for (int j = 0; j < stride; j += Simd.FL) {
-                int part = (j % Simd.BL) / Simd.FL;
-                long at = ch0 + j - (j % Simd.BL);
-                IntVector v0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at, ByteOrder.LITTLE_ENDIAN)
-                        .convertShape(VectorOperators.B2I, Simd.I, part);
-                IntVector v1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + stride, ByteOrder.LITTLE_ENDIAN)
-                        .convertShape(VectorOperators.B2I, Simd.I, part);
-                IntVector v2 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + 2L * stride, ByteOrder.LITTLE_ENDIAN)
-                        .convertShape(VectorOperators.B2I, Simd.I, part);
-                IntVector v3 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + 3L * stride, ByteOrder.LITTLE_ENDIAN)
-                        .convertShape(VectorOperators.B2I, Simd.I, part);
-                for (int k = 0; k < perByte; k++) {
-                    int shift = k * bits;
-                    FloatVector wv = FloatVector.fromArray(Simd.F, scratch, wb + k * stride + j);
-                    acc0 = ((FloatVector) v0.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0)).fma(wv, acc0);
-                    acc1 = ((FloatVector) v1.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0)).fma(wv, acc1);
-                    acc2 = ((FloatVector) v2.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0)).fma(wv, acc2);
-                    acc3 = ((FloatVector) v3.lanewise(VectorOperators.LSHR, shift).and(mask).convert(VectorOperators.I2F, 0)).fma(wv, acc3);
+            if (bits == 4) {
+                for (int j = 0; j < stride; j += Simd.FL) {
+                    long at = ch0 + loadAt(j);
+                    int part = part(j);
+                    IntVector v0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                    IntVector v1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + stride, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                    IntVector v2 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + 2L * stride, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                    IntVector v3 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + 3L * stride, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                    FloatVector w0 = FloatVector.fromArray(Simd.F, scratch, wb + j);
+                    acc0 = ((FloatVector) v0.and(15).convert(VectorOperators.I2F, 0)).fma(w0, acc0);
+                    acc1 = ((FloatVector) v1.and(15).convert(VectorOperators.I2F, 0)).fma(w0, acc1);
+                    acc2 = ((FloatVector) v2.and(15).convert(VectorOperators.I2F, 0)).fma(w0, acc2);
+                    acc3 = ((FloatVector) v3.and(15).convert(VectorOperators.I2F, 0)).fma(w0, acc3);
+                    FloatVector w1 = FloatVector.fromArray(Simd.F, scratch, wb + stride + j);
+                    acc0 = ((FloatVector) v0.lanewise(VectorOperators.LSHR, 4).convert(VectorOperators.I2F, 0)).fma(w1, acc0);
+                    acc1 = ((FloatVector) v1.lanewise(VectorOperators.LSHR, 4).convert(VectorOperators.I2F, 0)).fma(w1, acc1);
+                    acc2 = ((FloatVector) v2.lanewise(VectorOperators.LSHR, 4).convert(VectorOperators.I2F, 0)).fma(w1, acc2);
+                    acc3 = ((FloatVector) v3.lanewise(VectorOperators.LSHR, 4).convert(VectorOperators.I2F, 0)).fma(w1, acc3);
+                }
+            } else {
+                for (int j = 0; j < stride; j += Simd.FL) {
+                    long at = ch0 + loadAt(j);
+                    int part = part(j);
+                    IntVector v0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                    IntVector v1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + stride, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                    IntVector v2 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + 2L * stride, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                    IntVector v3 = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, at + 3L * stride, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, part);
+                    FloatVector w0 = FloatVector.fromArray(Simd.F, scratch, wb + j);
+                    acc0 = ((FloatVector) v0.and(3).convert(VectorOperators.I2F, 0)).fma(w0, acc0);
+                    acc1 = ((FloatVector) v1.and(3).convert(VectorOperators.I2F, 0)).fma(w0, acc1);
+                    acc2 = ((FloatVector) v2.and(3).convert(VectorOperators.I2F, 0)).fma(w0, acc2);
+                    acc3 = ((FloatVector) v3.and(3).convert(VectorOperators.I2F, 0)).fma(w0, acc3);
+                    FloatVector w1 = FloatVector.fromArray(Simd.F, scratch, wb + stride + j);
+                    acc0 = ((FloatVector) v0.lanewise(VectorOperators.LSHR, 2).and(3).convert(VectorOperators.I2F, 0)).fma(w1, acc0);
+                    acc1 = ((FloatVector) v1.lanewise(VectorOperators.LSHR, 2).and(3).convert(VectorOperators.I2F, 0)).fma(w1, acc1);
+                    acc2 = ((FloatVector) v2.lanewise(VectorOperators.LSHR, 2).and(3).convert(VectorOperators.I2F, 0)).fma(w1, acc2);
+                    acc3 = ((FloatVector) v3.lanewise(VectorOperators.LSHR, 2).and(3).convert(VectorOperators.I2F, 0)).fma(w1, acc3);
+                    FloatVector w2 = FloatVector.fromArray(Simd.F, scratch, wb + 2 * stride + j);
+                    acc0 = ((FloatVector) v0.lanewise(VectorOperators.LSHR, 4).and(3).convert(VectorOperators.I2F, 0)).fma(w2, acc0);
+                    acc1 = ((FloatVector) v1.lanewise(VectorOperators.LSHR, 4).and(3).convert(VectorOperators.I2F, 0)).fma(w2, acc1);
+                    acc2 = ((FloatVector) v2.lanewise(VectorOperators.LSHR, 4).and(3).convert(VectorOperators.I2F, 0)).fma(w2, acc2);
+                    acc3 = ((FloatVector) v3.lanewise(VectorOperators.LSHR, 4).and(3).convert(VectorOperators.I2F, 0)).fma(w2, acc3);
+                    FloatVector w3 = FloatVector.fromArray(Simd.F, scratch, wb + 3 * stride + j);
+                    acc0 = ((FloatVector) v0.lanewise(VectorOperators.LSHR, 6).convert(VectorOperators.I2F, 0)).fma(w3, acc0);
+                    acc1 = ((FloatVector) v1.lanewise(VectorOperators.LSHR, 6).convert(VectorOperators.I2F, 0)).fma(w3, acc1);
+                    acc2 = ((FloatVector) v2.lanewise(VectorOperators.LSHR, 6).convert(VectorOperators.I2F, 0)).fma(w3, acc2);
+                    acc3 = ((FloatVector) v3.lanewise(VectorOperators.LSHR, 6).convert(VectorOperators.I2F, 0)).fma(w3, acc3);
                 }
             }
             // Halves: lanes below FL/2 sum acc0, above acc1 (and acc2, acc3 in p23).
@@ -391,6 +502,8 @@ public final class QuantizedKvKernels {
             out[outOff + c + 2] += s4.lane(Simd.FL / 4) + mg;
             out[outOff + c + 3] += s4.lane(3 * Simd.FL / 4) + mg;
         }
+        int perByte = 8 / bits;
+        int mask = (1 << bits) - 1;
         for (; c < d; c++) {
             int g = c / G;
             int wBase = g * chunkTokens;
@@ -409,6 +522,7 @@ public final class QuantizedKvKernels {
             out[outOff + c] += Simd.sumLanes(scratch, lanes) + scratch[mgAt + g];
         }
     }
+
 
     public static void kiviAccumulateValuesScalar(int bits, MemorySegment seg, long block, long scalesOff, long codesOff,
                                                   int chunkTokens, int d, float[] w, int wOff, float[] out, int outOff, float[] scratch) {

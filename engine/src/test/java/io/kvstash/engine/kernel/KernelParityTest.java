@@ -422,70 +422,73 @@ class KernelParityTest {
         }
     }
 
-    /** Q8 and KIVI attention kernels against their scalar twins on sealed chunks of random KV, every head dim shape. */
+    /** Q8 and KIVI attention kernels against their scalar twins on sealed chunks of random KV, every head dim shape and
+     * chunk sizes whose code rows take one, two or three vectors (the code loops pair vectors of bytes). */
     @ParameterizedTest
     @EnumSource(value = KvFormat.class, names = {"Q8", "KIVI4", "KIVI2"})
     void shouldMatchScalarTwinWhenAttendingOverQuantizedChunks(KvFormat format) {
         Random r = new Random(77 + format.ordinal());
-        for (int d : new int[] {8, 20, 48, 64, 128}) {
-            KvGeometry g = new KvGeometry(2, 2, d, 64, format);
-            ChunkLayout layout = g.layout();
-            try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE)) {
-                KvChunk tail = store.allocate();
-                for (int l = 0; l < 2; l++) {
-                    for (int t = 0; t < 64; t++) {
-                        tail.write(l, t, random(r, g.kvDim(), 3f), 0, random(r, g.kvDim(), 1f), 0);
+        int[] chunkSizes = format == KvFormat.KIVI4 ? new int[] {32, 64, 96, 128} : format == KvFormat.KIVI2 ? new int[] {64, 128, 192} : new int[] {64};
+        for (int n : chunkSizes) {
+            for (int d : new int[] {8, 20, 48, 64, 128}) {
+                KvGeometry g = new KvGeometry(2, 2, d, n, format);
+                ChunkLayout layout = g.layout();
+                try (SlabKvStore store = new SlabKvStore(g, Long.MAX_VALUE)) {
+                    KvChunk tail = store.allocate();
+                    for (int l = 0; l < 2; l++) {
+                        for (int t = 0; t < n; t++) {
+                            tail.write(l, t, random(r, g.kvDim(), 3f), 0, random(r, g.kvDim(), 1f), 0);
+                        }
                     }
-                }
-                KvChunk chunk = store.seal(tail);
-                float[] scratchA = new float[KvChunk.scratchFloats(g)];
-                float[] scratchB = new float[KvChunk.scratchFloats(g)];
-                for (int l = 0; l < 2; l++) {
-                    for (int h = 0; h < 2; h++) {
-                        float[] q = random(r, d + 3, 1f);
-                        float[] w = random(r, 64 + 2, 0.1f);
-                        float[] simd = new float[64];
-                        float[] scalar = new float[64];
-                        float[] accSimd = random(r, d, 1f);
-                        float[] accScalar = accSimd.clone();
-                        long kb = layout.blockOffset(l, false, h);
-                        long vb = layout.blockOffset(l, true, h);
-                        if (format == KvFormat.Q8) {
-                            QuantizedKvKernels.q8Scores(chunk.data(), kb, layout.codesOffset(false), 64, d, q, 3, 64, 0.5f, simd, 0);
-                            QuantizedKvKernels.q8ScoresScalar(chunk.data(), kb, layout.codesOffset(false), 64, d, q, 3, 64, 0.5f, scalar, 0);
-                            QuantizedKvKernels.q8AccumulateValues(chunk.data(), vb, layout.codesOffset(true), 64, d, w, 2, 64, accSimd, 0);
-                            QuantizedKvKernels.q8AccumulateValuesScalar(chunk.data(), vb, layout.codesOffset(true), 64, d, w, 2, 64, accScalar, 0);
-                        } else {
-                            int bits = format.codeBits;
-                            QuantizedKvKernels.kiviScores(bits, chunk.data(), kb, layout.scalesOffset(false), layout.codesOffset(false), 64, d,
-                                    q, 3, 0.5f, simd, 0, scratchA);
-                            QuantizedKvKernels.kiviScoresScalar(bits, chunk.data(), kb, layout.scalesOffset(false), layout.codesOffset(false), 64,
-                                    d, q, 3, 0.5f, scalar, 0, scratchB);
-                            QuantizedKvKernels.kiviAccumulateValues(bits, chunk.data(), vb, layout.scalesOffset(true), layout.codesOffset(true),
-                                    64, d, w, 2, accSimd, 0, scratchA);
-                            QuantizedKvKernels.kiviAccumulateValuesScalar(bits, chunk.data(), vb, layout.scalesOffset(true),
-                                    layout.codesOffset(true), 64, d, w, 2, accScalar, 0, scratchB);
-                        }
-                        for (int t = 0; t < 64; t++) {
+                    KvChunk chunk = store.seal(tail);
+                    float[] scratchA = new float[KvChunk.scratchFloats(g)];
+                    float[] scratchB = new float[KvChunk.scratchFloats(g)];
+                    for (int l = 0; l < 2; l++) {
+                        for (int h = 0; h < 2; h++) {
+                            float[] q = random(r, d + 3, 1f);
+                            float[] w = random(r, n + 2, 0.1f);
+                            float[] simd = new float[n];
+                            float[] scalar = new float[n];
+                            float[] accSimd = random(r, d, 1f);
+                            float[] accScalar = accSimd.clone();
+                            long kb = layout.blockOffset(l, false, h);
+                            long vb = layout.blockOffset(l, true, h);
                             if (format == KvFormat.Q8) {
-                                assertEquals(Float.floatToRawIntBits(scalar[t]), Float.floatToRawIntBits(simd[t]),
-                                        format + " d=" + d + " score " + t + ": bit for bit");
+                                QuantizedKvKernels.q8Scores(chunk.data(), kb, layout.codesOffset(false), 64, d, q, 3, 64, 0.5f, simd, 0);
+                                QuantizedKvKernels.q8ScoresScalar(chunk.data(), kb, layout.codesOffset(false), 64, d, q, 3, 64, 0.5f, scalar, 0);
+                                QuantizedKvKernels.q8AccumulateValues(chunk.data(), vb, layout.codesOffset(true), 64, d, w, 2, 64, accSimd, 0);
+                                QuantizedKvKernels.q8AccumulateValuesScalar(chunk.data(), vb, layout.codesOffset(true), 64, d, w, 2, 64, accScalar, 0);
+                            } else {
+                                int bits = format.codeBits;
+                                QuantizedKvKernels.kiviScores(bits, chunk.data(), kb, layout.scalesOffset(false), layout.codesOffset(false), n, d,
+                                        q, 3, 0.5f, simd, 0, scratchA);
+                                QuantizedKvKernels.kiviScoresScalar(bits, chunk.data(), kb, layout.scalesOffset(false), layout.codesOffset(false), n,
+                                        d, q, 3, 0.5f, scalar, 0, scratchB);
+                                QuantizedKvKernels.kiviAccumulateValues(bits, chunk.data(), vb, layout.scalesOffset(true), layout.codesOffset(true),
+                                        n, d, w, 2, accSimd, 0, scratchA);
+                                QuantizedKvKernels.kiviAccumulateValuesScalar(bits, chunk.data(), vb, layout.scalesOffset(true),
+                                        layout.codesOffset(true), n, d, w, 2, accScalar, 0, scratchB);
                             }
-                            assertEquals(scalar[t], simd[t], 1e-4f * (1 + Math.abs(scalar[t])), format + " d=" + d + " score " + t);
-                        }
-                        for (int c = 0; c < d; c++) {
-                            if (format == KvFormat.Q8) {
-                                assertEquals(Float.floatToRawIntBits(accScalar[c]), Float.floatToRawIntBits(accSimd[c]),
-                                        format + " d=" + d + " value " + c + ": bit for bit");
+                            for (int t = 0; t < n; t++) {
+                                if (format == KvFormat.Q8) {
+                                    assertEquals(Float.floatToRawIntBits(scalar[t]), Float.floatToRawIntBits(simd[t]),
+                                            format + " n=" + n + " d=" + d + " score " + t + ": bit for bit");
+                                }
+                                assertEquals(scalar[t], simd[t], 1e-4f * (1 + Math.abs(scalar[t])), format + " n=" + n + " d=" + d + " score " + t);
                             }
-                            assertEquals(accScalar[c], accSimd[c], 1e-4f * (1 + Math.abs(accScalar[c])), format + " d=" + d + " value " + c);
+                            for (int c = 0; c < d; c++) {
+                                if (format == KvFormat.Q8) {
+                                    assertEquals(Float.floatToRawIntBits(accScalar[c]), Float.floatToRawIntBits(accSimd[c]),
+                                            format + " n=" + n + " d=" + d + " value " + c + ": bit for bit");
+                                }
+                                assertEquals(accScalar[c], accSimd[c], 1e-4f * (1 + Math.abs(accScalar[c])), format + " n=" + n + " d=" + d + " value " + c);
+                            }
                         }
                     }
                 }
             }
         }
     }
-
     private static double magnitude(float[] row, float[] x, int xOff) {
         return magnitude(row, 0, x, xOff, row.length);
     }
