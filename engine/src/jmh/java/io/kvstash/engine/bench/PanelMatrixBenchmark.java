@@ -42,6 +42,14 @@ public class PanelMatrixBenchmark {
     @Param({"1", "4", "16", "64"})
     public int tokens;
 
+    /**
+     * Rows per {@code multiply} call: 0 for the whole matrix in one call; 32 for the pieces the
+     * compute pool hands out for a batch at the finest grain ({@link PanelMatrix#rowGrain}), each
+     * of which ends in a half tile.
+     */
+    @Param({"0"})
+    public int piece;
+
     private GgufFile file;
     private Arena arena;
     private PanelMatrix w;
@@ -67,7 +75,13 @@ public class PanelMatrixBenchmark {
 
     @Benchmark
     public void multiply(Blackhole bh) {
-        w.multiply(x, tokens, out, 0, w.rows, 0, w.rows, scratch);
+        if (piece == 0) {
+            w.multiply(x, tokens, out, 0, w.rows, 0, w.rows, scratch);
+        } else {
+            for (int r = 0; r < w.rows; r += piece) {
+                w.multiply(x, tokens, out, 0, w.rows, r, Math.min(w.rows, r + piece), scratch);
+            }
+        }
         bh.consume(out);
     }
 }

@@ -53,9 +53,12 @@ public final class PanelMatrix {
     public static final int ROW_GRAIN = Math.max(PANEL, TILE_ROWS);
     /**
      * Rows worth handing to one {@link #multiply} call of several tokens: half a tile, which the
-     * batched path computes with a two-vector kernel as fast per row as with a whole tile. The
-     * finer grain lets two threads split the small matrices (288 rows are nine pieces instead of
-     * five, one of them padded) without one waiting a whole tile for the other.
+     * batched path computes with two-vector kernels, eight tokens at a time where the batch has
+     * them: as many FMAs per weight load as the whole-tile kernel, so as fast per row (with four
+     * tokens at a time, 288-column matrices cut in such pieces took 20% longer; see
+     * {@code PanelMatrixBenchmark}'s {@code piece}). The finer grain lets two threads split the
+     * small matrices (288 rows are nine pieces instead of five, one of them padded) without one
+     * waiting a whole tile for the other.
      */
     public static final int BATCH_ROW_GRAIN = Math.max(PANEL, TILE_ROWS / 2);
 
@@ -257,7 +260,13 @@ public final class PanelMatrix {
                             copyFloats(r + v * FL, c0, c1, scratch, v * FL);
                         }
                     }
-                    for (int t = 0; t < tokens; t += TOKEN_TILE) {
+                    int t = 0;
+                    if (last < 2) {
+                        for (; t + 8 <= tokens; t += 8) {
+                            blockEightTokensTwoVectors(scratch, x, round + t, c0, c1, acc + t * TILE_ROWS);
+                        }
+                    }
+                    for (; t < tokens; t += TOKEN_TILE) {
                         int t0 = round + t;
                         int t1 = Math.min(t0 + 1, n - 1);
                         int t2 = Math.min(t0 + 2, n - 1);
@@ -530,6 +539,82 @@ public final class PanelMatrix {
         a21.intoArray(w, acc + 2 * TILE_ROWS + FL);
         a30.intoArray(w, acc + 3 * TILE_ROWS);
         a31.intoArray(w, acc + 3 * TILE_ROWS + FL);
+    }
+
+    /**
+     * {@link #blockFourTokensTwoVectors} for eight tokens {@code t0 .. t0+7} (all inside the batch):
+     * sixteen accumulators, so each column's two weight loads and the loop's own work are shared by
+     * sixteen FMAs, as in the whole-tile kernel, instead of eight.
+     */
+    private void blockEightTokensTwoVectors(float[] w, float[] x, int t0, int c0, int c1, int acc) {
+        FloatVector a00 = FloatVector.fromArray(Simd.F, w, acc);
+        FloatVector a01 = FloatVector.fromArray(Simd.F, w, acc + FL);
+        FloatVector a10 = FloatVector.fromArray(Simd.F, w, acc + 1 * TILE_ROWS);
+        FloatVector a11 = FloatVector.fromArray(Simd.F, w, acc + 1 * TILE_ROWS + FL);
+        FloatVector a20 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS);
+        FloatVector a21 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS + FL);
+        FloatVector a30 = FloatVector.fromArray(Simd.F, w, acc + 3 * TILE_ROWS);
+        FloatVector a31 = FloatVector.fromArray(Simd.F, w, acc + 3 * TILE_ROWS + FL);
+        FloatVector a40 = FloatVector.fromArray(Simd.F, w, acc + 4 * TILE_ROWS);
+        FloatVector a41 = FloatVector.fromArray(Simd.F, w, acc + 4 * TILE_ROWS + FL);
+        FloatVector a50 = FloatVector.fromArray(Simd.F, w, acc + 5 * TILE_ROWS);
+        FloatVector a51 = FloatVector.fromArray(Simd.F, w, acc + 5 * TILE_ROWS + FL);
+        FloatVector a60 = FloatVector.fromArray(Simd.F, w, acc + 6 * TILE_ROWS);
+        FloatVector a61 = FloatVector.fromArray(Simd.F, w, acc + 6 * TILE_ROWS + FL);
+        FloatVector a70 = FloatVector.fromArray(Simd.F, w, acc + 7 * TILE_ROWS);
+        FloatVector a71 = FloatVector.fromArray(Simd.F, w, acc + 7 * TILE_ROWS + FL);
+        int x0 = (t0 + 0) * cols;
+        int x1 = (t0 + 1) * cols;
+        int x2 = (t0 + 2) * cols;
+        int x3 = (t0 + 3) * cols;
+        int x4 = (t0 + 4) * cols;
+        int x5 = (t0 + 5) * cols;
+        int x6 = (t0 + 6) * cols;
+        int x7 = (t0 + 7) * cols;
+        for (int c = c0, wo = 0; c < c1; c++, wo += TILE_ROWS) {
+            FloatVector w0 = FloatVector.fromArray(Simd.F, w, wo);
+            FloatVector w1 = FloatVector.fromArray(Simd.F, w, wo + FL);
+            FloatVector b = FloatVector.broadcast(Simd.F, x[x0 + c]);
+            a00 = w0.fma(b, a00);
+            a01 = w1.fma(b, a01);
+            b = FloatVector.broadcast(Simd.F, x[x1 + c]);
+            a10 = w0.fma(b, a10);
+            a11 = w1.fma(b, a11);
+            b = FloatVector.broadcast(Simd.F, x[x2 + c]);
+            a20 = w0.fma(b, a20);
+            a21 = w1.fma(b, a21);
+            b = FloatVector.broadcast(Simd.F, x[x3 + c]);
+            a30 = w0.fma(b, a30);
+            a31 = w1.fma(b, a31);
+            b = FloatVector.broadcast(Simd.F, x[x4 + c]);
+            a40 = w0.fma(b, a40);
+            a41 = w1.fma(b, a41);
+            b = FloatVector.broadcast(Simd.F, x[x5 + c]);
+            a50 = w0.fma(b, a50);
+            a51 = w1.fma(b, a51);
+            b = FloatVector.broadcast(Simd.F, x[x6 + c]);
+            a60 = w0.fma(b, a60);
+            a61 = w1.fma(b, a61);
+            b = FloatVector.broadcast(Simd.F, x[x7 + c]);
+            a70 = w0.fma(b, a70);
+            a71 = w1.fma(b, a71);
+        }
+        a00.intoArray(w, acc);
+        a01.intoArray(w, acc + FL);
+        a10.intoArray(w, acc + 1 * TILE_ROWS);
+        a11.intoArray(w, acc + 1 * TILE_ROWS + FL);
+        a20.intoArray(w, acc + 2 * TILE_ROWS);
+        a21.intoArray(w, acc + 2 * TILE_ROWS + FL);
+        a30.intoArray(w, acc + 3 * TILE_ROWS);
+        a31.intoArray(w, acc + 3 * TILE_ROWS + FL);
+        a40.intoArray(w, acc + 4 * TILE_ROWS);
+        a41.intoArray(w, acc + 4 * TILE_ROWS + FL);
+        a50.intoArray(w, acc + 5 * TILE_ROWS);
+        a51.intoArray(w, acc + 5 * TILE_ROWS + FL);
+        a60.intoArray(w, acc + 6 * TILE_ROWS);
+        a61.intoArray(w, acc + 6 * TILE_ROWS + FL);
+        a70.intoArray(w, acc + 7 * TILE_ROWS);
+        a71.intoArray(w, acc + 7 * TILE_ROWS + FL);
     }
 
     // ---- the scalar twin: the same sums, one fused multiply-add per column ----

@@ -151,7 +151,8 @@ class KernelParityTest {
             }
         }
         float[] scratch = new float[PanelMatrix.scratchFloats(cols)];
-        for (int n : new int[] {1, 2, 3, 4, 5, 9}) {
+        // 9 and 17: one and two eight-token passes of the half-tile kernel, then a four-token pass.
+        for (int n : new int[] {1, 2, 3, 4, 5, 9, 17}) {
             float[] x = random(r, n * cols, 1f);
             int stride = rows + 3;
             float[] ref = new float[n * stride];
