@@ -126,11 +126,22 @@ public final class HotTier implements KvStore {
         }
     }
 
-    /** The registered chunk for {@code key}, pinned, or null when the hot tier does not have it. */
-    public synchronized KvChunk acquire(ChunkKey key) {
+    /** The registered chunk for {@code key}, pinned, or null when the hot tier does not have it (a miss). */
+    public KvChunk acquire(ChunkKey key) {
+        return acquire(key, true);
+    }
+
+    /**
+     * As {@link #acquire(ChunkKey)}; with {@code countMiss} false, not finding the chunk is not
+     * counted as a miss: for a second look at a key whose miss was counted already (a reader that
+     * checks again before registering what it read from a lower tier). A hit is always counted.
+     */
+    public synchronized KvChunk acquire(ChunkKey key, boolean countMiss) {
         Entry e = byKey.get(key);
         if (e == null) {
-            misses++;
+            if (countMiss) {
+                misses++;
+            }
             return null;
         }
         hits++;

@@ -687,7 +687,7 @@ public final class SessionStore implements AutoCloseable {
             List<Optional<byte[]>> got = warm.getChunks(missing.stream().map(ChunkKey::bytes).toList(), header);
             for (int i = 0; i < missing.size(); i++) {
                 if (got.get(i).isPresent()) {
-                    KvChunk c = fromBytes(missing.get(i), got.get(i).get(), true);
+                    KvChunk c = fromBytes(missing.get(i), got.get(i).get(), true, true);
                     if (c != null) {
                         hot.release(c);
                     }
@@ -867,10 +867,14 @@ public final class SessionStore implements AutoCloseable {
                     break; // a miss, or past the parked chunks: the rest is read in one batch below
                 }
             }
+            boolean headLookedUp = true;
             if (i < full) {
                 List<ChunkKey> want = Arrays.asList(keys).subList(i, full);
                 List<Optional<byte[]>> got = warm.getChunks(want.stream().map(ChunkKey::bytes).toList(), header);
-                int found = appendFound(cache, want, got, true);
+                // The loop above looked keys[i] up in the hot tier (a counted miss) before it stopped.
+                int found = appendFound(cache, want, got, true, true);
+                // keys[i + found] was looked up too if found is 0, or if its bytes were read but did not fit.
+                headLookedUp = found == 0 || (found < want.size() && got.get(found).isPresent());
                 i += found;
                 warmHits += found;
                 warmChunkHits.add(found);
@@ -881,7 +885,7 @@ public final class SessionStore implements AutoCloseable {
                 // Not persisted locally: the turn's write (write-through) or an eviction (write-back) stores them in the warm tier.
                 List<ChunkKey> want = Arrays.asList(keys).subList(i, full);
                 List<Optional<byte[]>> got = remote.get(want, header);
-                remoteHits = appendFound(cache, want, got, false);
+                remoteHits = appendFound(cache, want, got, false, headLookedUp);
                 i += remoteHits;
             }
             int tailTokens = 0;
@@ -973,7 +977,7 @@ public final class SessionStore implements AutoCloseable {
     /** Appends the sink chunk (chunk 0, before the parked ones) from the warm tier, registered in the hot tier; false when missing. */
     private boolean sinkFromWarm(KvCache cache, ChunkKey key) {
         List<Optional<byte[]>> got = warm.getChunks(List.of(key.bytes()), header);
-        return appendFound(cache, List.of(key), got, true) == 1;
+        return appendFound(cache, List.of(key), got, true, true) == 1; // the resume looked the sink up in the hot tier first
     }
 
     /** Records that the warm tier holds {@code key} (written or read outside a record's batch). */
@@ -987,10 +991,10 @@ public final class SessionStore implements AutoCloseable {
      * Appends the leading run of {@code want} that a tier found ({@code got}, in the same order) to
      * {@code cache}, stopping at the first chunk missing or not fitting; returns how many.
      */
-    private int appendFound(KvCache cache, List<ChunkKey> want, List<Optional<byte[]>> got, boolean persisted) {
+    private int appendFound(KvCache cache, List<ChunkKey> want, List<Optional<byte[]>> got, boolean persisted, boolean firstLookedUp) {
         int n = 0;
         for (; n < want.size() && got.get(n).isPresent(); n++) {
-            KvChunk c = fromBytes(want.get(n), got.get(n).get(), persisted);
+            KvChunk c = fromBytes(want.get(n), got.get(n).get(), persisted, !(n == 0 && firstLookedUp));
             if (c == null) {
                 break;
             }
@@ -999,9 +1003,13 @@ public final class SessionStore implements AutoCloseable {
         return n;
     }
 
-    /** A chunk read from the warm or remote tier, registered in the hot tier and pinned; null if its bytes do not fit. */
-    private KvChunk fromBytes(ChunkKey key, byte[] payload, boolean persisted) {
-        KvChunk existing = hot.acquire(key);
+    /**
+     * A chunk read from the warm or remote tier, registered in the hot tier and pinned; null if its
+     * bytes do not fit. It looks in the hot tier first (another sequence may have registered the
+     * chunk meanwhile); {@code countMiss} false when the caller's own look at the key counted the miss.
+     */
+    private KvChunk fromBytes(ChunkKey key, byte[] payload, boolean persisted, boolean countMiss) {
+        KvChunk existing = hot.acquire(key, countMiss);
         if (existing != null) {
             return existing;
         }

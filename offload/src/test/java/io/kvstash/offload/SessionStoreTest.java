@@ -85,6 +85,11 @@ class SessionStoreTest {
         return logits;
     }
 
+    static void assertLookups(HotTier.Stats before, HotTier.Stats after, long hits, long misses, String what) {
+        assertEquals(hits, after.hits() - before.hits(), what + ": hot-tier hits");
+        assertEquals(misses, after.misses() - before.misses(), what + ": hot-tier misses");
+    }
+
     static void assertBitIdentical(float[] expected, float[] actual, String what) {
         for (int i = 0; i < expected.length; i++) {
             if (Float.floatToRawIntBits(expected[i]) != Float.floatToRawIntBits(actual[i])) {
@@ -112,19 +117,26 @@ class SessionStoreTest {
             assertEquals(2, turn.record().chunkKeys().size());
             reference = fresh(t.engine, concat(turn.record().tokens(), next));
 
+            HotTier.Stats before = t.hot().stats();
             float[] hot = resumed(t, id, next, sources);
             assertEquals(List.of(2, 0, 41), List.of(sources[0], sources[1], sources[2]), "hot chunks, warm chunks, tail");
             assertBitIdentical(reference, hot, format + " resumed from the hot tier");
+            assertLookups(before, t.hot().stats(), 2, 0, "resumed from the hot tier");
 
             assertTrue(t.hot().evictAll() >= 2);
+            before = t.hot().stats();
             float[] warm = resumed(t, id, next, sources);
             assertEquals(List.of(0, 2, 41), List.of(sources[0], sources[1], sources[2]), "hot chunks, warm chunks, tail");
             assertBitIdentical(reference, warm, format + " resumed from the warm tier");
+            // One miss per chunk read from the warm tier: the second look before registering it is not another miss.
+            assertLookups(before, t.hot().stats(), 0, 2, "resumed from the warm tier");
         }
         try (Tiers t = new Tiers(model, format, dir, HOT_BYTES, SessionStore.Config.defaults())) {
+            HotTier.Stats before = t.hot().stats();
             float[] reopened = resumed(t, id, next, sources);
             assertEquals(List.of(0, 2, 41), List.of(sources[0], sources[1], sources[2]), "hot chunks, warm chunks, tail");
             assertBitIdentical(reference, reopened, format + " resumed after closing and reopening the store");
+            assertLookups(before, t.hot().stats(), 0, 2, "resumed after reopening");
         }
     }
 
