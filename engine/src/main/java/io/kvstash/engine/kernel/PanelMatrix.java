@@ -364,6 +364,26 @@ public final class PanelMatrix {
             long c2 = p2 + gb + CODE_HEADER_BYTES + l2;
             long c3 = p3 + gb + CODE_HEADER_BYTES + l3;
             int xg = g * group;
+            if (!hasOffsets) {
+                // Offsets are +0: code·scale − 0 is code·scale, bit for bit (as in decodeCodes).
+                for (int j = 0; j < group; j++) {
+                    FloatVector xv = FloatVector.broadcast(Simd.F, x[xg + j]);
+                    long col = (long) j * PANEL;
+                    FloatVector w0 = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, c0 + col, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.B2F, Simd.F, 0);
+                    FloatVector w1 = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, c1 + col, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.B2F, Simd.F, 0);
+                    FloatVector w2 = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, c2 + col, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.B2F, Simd.F, 0);
+                    FloatVector w3 = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, c3 + col, ByteOrder.LITTLE_ENDIAN)
+                            .convertShape(VectorOperators.B2F, Simd.F, 0);
+                    s0 = w0.mul(sc0).fma(xv, s0);
+                    s1 = w1.mul(sc1).fma(xv, s1);
+                    s2 = w2.mul(sc2).fma(xv, s2);
+                    s3 = w3.mul(sc3).fma(xv, s3);
+                }
+                continue;
+            }
             for (int j = 0; j < group; j++) {
                 FloatVector xv = FloatVector.broadcast(Simd.F, x[xg + j]);
                 long col = (long) j * PANEL;
