@@ -25,8 +25,9 @@ import jdk.incubator.vector.VectorOperators;
  * <ul>
  * <li>{@code FLOAT} (from F32, F16, BF16, converted exactly): {@code (panel, col, 16)} f32.</li>
  * <li>{@code CODES} (block-quantized formats): per panel, per group of {@code group} columns, a
- * block of {@code scales[16]} f32, {@code offsets[16]} f32 and {@code codes[group][16]} int8,
- * with {@code w = code·scale − offset} (a multiply, then a subtract: what ggml's dequantizers
+ * block of {@code scales[16]} f32, {@code offsets[16]} f32 (only in formats that have offsets:
+ * symmetric ones such as Q8_0 and Q4_0 leave them out, a tenth of a Q8_0 block) and
+ * {@code codes[group][16]} int8, with {@code w = code·scale − offset} (a multiply, then a subtract: what ggml's dequantizers
  * compute, so the weights are exactly the file's). Blocks are multiples of 64 bytes.</li>
  * </ul>
  */
@@ -68,7 +69,7 @@ public final class PanelMatrix {
     }
     private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final long COLUMN_FLOAT_BYTES = PANEL * 4L;
-    private static final long CODE_HEADER_BYTES = 2 * PANEL * 4L;
+    private static final long SCALES_BYTES = PANEL * 4L;
 
     enum Kind { FLOAT, CODES }
 
@@ -79,6 +80,8 @@ public final class PanelMatrix {
     private final int group;
     private final long panelBytes;
     private final long blockBytes;
+    /** Bytes before a block's codes: its scales, then its offsets if the format has them. */
+    private final long headerBytes;
     private final int blockCols;
     private final boolean hasOffsets;
     private final MemorySegment data;
@@ -90,7 +93,8 @@ public final class PanelMatrix {
         this.cols = cols;
         this.kind = kind;
         this.group = group;
-        this.blockBytes = kind == Kind.CODES ? CODE_HEADER_BYTES + (long) group * PANEL : 0;
+        this.headerBytes = kind == Kind.CODES ? (hasOffsets ? 2 : 1) * SCALES_BYTES : 0;
+        this.blockBytes = kind == Kind.CODES ? headerBytes + (long) group * PANEL : 0;
         this.blockCols = kind == Kind.CODES ? Math.max(group, BLOCK_COLS / group * group) : BLOCK_COLS;
         if (blockCols > MAX_BLOCK_COLS) {
             throw new IllegalArgumentException(name + ": groups of " + group + " columns are wider than " + MAX_BLOCK_COLS);
@@ -151,9 +155,11 @@ public final class PanelMatrix {
                 for (int g = 0; g < groups; g++) {
                     long block = g * shape.blockBytes;
                     panelView.set(FLOAT_LE, block + 4L * i, scales[g]);
-                    panelView.set(FLOAT_LE, block + 4L * (PANEL + i), offsets[g]);
+                    if (shape.hasOffsets) {
+                        panelView.set(FLOAT_LE, block + 4L * (PANEL + i), offsets[g]);
+                    }
                     for (int j = 0; j < group; j++) {
-                        panel[(int) (block + CODE_HEADER_BYTES) + j * PANEL + i] = codes[g * group + j];
+                        panel[(int) (block + shape.headerBytes) + j * PANEL + i] = codes[g * group + j];
                     }
                 }
             }
@@ -206,8 +212,8 @@ public final class PanelMatrix {
         }
         long block = panel + (long) (col / group) * blockBytes;
         float scale = data.get(FLOAT_LE, block + 4L * lane);
-        float offset = data.get(FLOAT_LE, block + 4L * (PANEL + lane));
-        return data.get(ValueLayout.JAVA_BYTE, block + CODE_HEADER_BYTES + (long) (col % group) * PANEL + lane) * scale - offset;
+        float offset = hasOffsets ? data.get(FLOAT_LE, block + 4L * (PANEL + lane)) : 0f;
+        return data.get(ValueLayout.JAVA_BYTE, block + headerBytes + (long) (col % group) * PANEL + lane) * scale - offset;
     }
 
     /** Floats of scratch one worker needs for {@link #multiply} on matrices of up to {@code maxCols} columns. */
@@ -355,14 +361,10 @@ public final class PanelMatrix {
             FloatVector sc1 = FloatVector.fromMemorySegment(Simd.F, data, p1 + gb + 4L * l1, ByteOrder.LITTLE_ENDIAN);
             FloatVector sc2 = FloatVector.fromMemorySegment(Simd.F, data, p2 + gb + 4L * l2, ByteOrder.LITTLE_ENDIAN);
             FloatVector sc3 = FloatVector.fromMemorySegment(Simd.F, data, p3 + gb + 4L * l3, ByteOrder.LITTLE_ENDIAN);
-            FloatVector of0 = FloatVector.fromMemorySegment(Simd.F, data, p0 + gb + 4L * (PANEL + l0), ByteOrder.LITTLE_ENDIAN);
-            FloatVector of1 = FloatVector.fromMemorySegment(Simd.F, data, p1 + gb + 4L * (PANEL + l1), ByteOrder.LITTLE_ENDIAN);
-            FloatVector of2 = FloatVector.fromMemorySegment(Simd.F, data, p2 + gb + 4L * (PANEL + l2), ByteOrder.LITTLE_ENDIAN);
-            FloatVector of3 = FloatVector.fromMemorySegment(Simd.F, data, p3 + gb + 4L * (PANEL + l3), ByteOrder.LITTLE_ENDIAN);
-            long c0 = p0 + gb + CODE_HEADER_BYTES + l0;
-            long c1 = p1 + gb + CODE_HEADER_BYTES + l1;
-            long c2 = p2 + gb + CODE_HEADER_BYTES + l2;
-            long c3 = p3 + gb + CODE_HEADER_BYTES + l3;
+            long c0 = p0 + gb + headerBytes + l0;
+            long c1 = p1 + gb + headerBytes + l1;
+            long c2 = p2 + gb + headerBytes + l2;
+            long c3 = p3 + gb + headerBytes + l3;
             int xg = g * group;
             if (!hasOffsets) {
                 // Offsets are +0: code·scale − 0 is code·scale, bit for bit (as in decodeCodes).
@@ -384,6 +386,10 @@ public final class PanelMatrix {
                 }
                 continue;
             }
+            FloatVector of0 = FloatVector.fromMemorySegment(Simd.F, data, p0 + gb + 4L * (PANEL + l0), ByteOrder.LITTLE_ENDIAN);
+            FloatVector of1 = FloatVector.fromMemorySegment(Simd.F, data, p1 + gb + 4L * (PANEL + l1), ByteOrder.LITTLE_ENDIAN);
+            FloatVector of2 = FloatVector.fromMemorySegment(Simd.F, data, p2 + gb + 4L * (PANEL + l2), ByteOrder.LITTLE_ENDIAN);
+            FloatVector of3 = FloatVector.fromMemorySegment(Simd.F, data, p3 + gb + 4L * (PANEL + l3), ByteOrder.LITTLE_ENDIAN);
             for (int j = 0; j < group; j++) {
                 FloatVector xv = FloatVector.broadcast(Simd.F, x[xg + j]);
                 long col = (long) j * PANEL;
@@ -419,8 +425,7 @@ public final class PanelMatrix {
         for (int g = c0 / group, g1 = c1 / group; g < g1; g++) {
             long gb = p + g * blockBytes;
             FloatVector sc = FloatVector.fromMemorySegment(Simd.F, data, gb + 4L * l, ByteOrder.LITTLE_ENDIAN);
-            FloatVector of = FloatVector.fromMemorySegment(Simd.F, data, gb + 4L * (PANEL + l), ByteOrder.LITTLE_ENDIAN);
-            long codes = gb + CODE_HEADER_BYTES + l;
+            long codes = gb + headerBytes + l;
             int base = (g * group - c0) * TILE_ROWS + lane;
             if (!hasOffsets) {
                 // Offsets are +0: code·scale − 0 is code·scale, bit for bit.
@@ -431,6 +436,7 @@ public final class PanelMatrix {
                 }
                 continue;
             }
+            FloatVector of = FloatVector.fromMemorySegment(Simd.F, data, gb + 4L * (PANEL + l), ByteOrder.LITTLE_ENDIAN);
             for (int j = 0; j < group; j++) {
                 FloatVector w = (FloatVector) ByteVector.fromMemorySegment(Simd.B, data, codes + (long) j * PANEL, ByteOrder.LITTLE_ENDIAN)
                         .convertShape(VectorOperators.B2F, Simd.F, 0);
