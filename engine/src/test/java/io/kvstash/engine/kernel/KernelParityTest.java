@@ -119,6 +119,39 @@ class KernelParityTest {
         }
     }
 
+    /**
+     * The legacy block formats no test model carries, with and without offsets (Q4_1 and Q5_1 have a
+     * min, Q5_0 is symmetric and is packed without offsets): random codes under sane half-precision
+     * scales and mins, packed and multiplied bit for bit as the scalar twin and the file's dequantizer.
+     */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q4_1", "Q5_0", "Q5_1"})
+    void shouldMatchScalarTwinBitForBitWhenMultiplyingLegacyBlockFormats(GgmlType type) {
+        Random r = new Random(777 + type.ordinal());
+        boolean withMin = type != GgmlType.Q5_0;
+        for (int cols : new int[] {32, 96, 288}) {
+            for (int rows : new int[] {13, 48}) {
+                int blocks = rows * cols / type.blockSize;
+                byte[] bytes = new byte[blocks * type.blockBytes];
+                r.nextBytes(bytes);
+                for (int b = 0; b < blocks; b++) {
+                    int at = b * type.blockBytes;
+                    short d = Float.floatToFloat16(0.002f + 0.05f * r.nextFloat());
+                    bytes[at] = (byte) d;
+                    bytes[at + 1] = (byte) (d >> 8);
+                    if (withMin) {
+                        short m = Float.floatToFloat16(r.nextFloat() - 0.5f);
+                        bytes[at + 2] = (byte) m;
+                        bytes[at + 3] = (byte) (m >> 8);
+                    }
+                }
+                MemorySegment seg = arena.allocate(bytes.length, 64);
+                MemorySegment.copy(bytes, 0, seg, ValueLayout.JAVA_BYTE, 0, bytes.length);
+                assertPackedProductExact(new BlockMatrix("w", seg, rows, cols, type), r, type + " " + rows + "x" + cols);
+            }
+        }
+    }
+
     @Test
     void shouldMatchScalarTwinBitForBitWhenMultiplyingKQuantTensors() throws Exception {
         Random r = new Random(99);
