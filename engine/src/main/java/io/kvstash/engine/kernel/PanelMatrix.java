@@ -27,8 +27,9 @@ import jdk.incubator.vector.VectorOperators;
  * <li>{@code CODES} (block-quantized formats): per panel, per group of {@code group} columns, a
  * block of {@code scales[16]} f32, {@code offsets[16]} f32 (only in formats that have offsets:
  * symmetric ones such as Q8_0 and Q4_0 leave them out, a tenth of a Q8_0 block) and
- * {@code codes[group][16]} int8, with {@code w = code·scale − offset} (a multiply, then a subtract: what ggml's dequantizers
- * compute, so the weights are exactly the file's). Blocks are multiples of 64 bytes.</li>
+ * {@code codes[group][16]} int8, with {@code w = code·scale − offset} (a multiply, then a
+ * subtract: what ggml's dequantizers compute, so the weights are exactly the file's). Blocks are
+ * multiples of 64 bytes.</li>
  * </ul>
  */
 public final class PanelMatrix {
@@ -575,8 +576,8 @@ public final class PanelMatrix {
     private void blockEightTokensTwoVectors(float[] w, float[] x, int t0, int c0, int c1, int acc) {
         FloatVector a00 = FloatVector.fromArray(Simd.F, w, acc);
         FloatVector a01 = FloatVector.fromArray(Simd.F, w, acc + FL);
-        FloatVector a10 = FloatVector.fromArray(Simd.F, w, acc + 1 * TILE_ROWS);
-        FloatVector a11 = FloatVector.fromArray(Simd.F, w, acc + 1 * TILE_ROWS + FL);
+        FloatVector a10 = FloatVector.fromArray(Simd.F, w, acc + TILE_ROWS);
+        FloatVector a11 = FloatVector.fromArray(Simd.F, w, acc + TILE_ROWS + FL);
         FloatVector a20 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS);
         FloatVector a21 = FloatVector.fromArray(Simd.F, w, acc + 2 * TILE_ROWS + FL);
         FloatVector a30 = FloatVector.fromArray(Simd.F, w, acc + 3 * TILE_ROWS);
@@ -589,7 +590,7 @@ public final class PanelMatrix {
         FloatVector a61 = FloatVector.fromArray(Simd.F, w, acc + 6 * TILE_ROWS + FL);
         FloatVector a70 = FloatVector.fromArray(Simd.F, w, acc + 7 * TILE_ROWS);
         FloatVector a71 = FloatVector.fromArray(Simd.F, w, acc + 7 * TILE_ROWS + FL);
-        int x0 = (t0 + 0) * cols;
+        int x0 = t0 * cols;
         int x1 = (t0 + 1) * cols;
         int x2 = (t0 + 2) * cols;
         int x3 = (t0 + 3) * cols;
@@ -627,8 +628,8 @@ public final class PanelMatrix {
         }
         a00.intoArray(w, acc);
         a01.intoArray(w, acc + FL);
-        a10.intoArray(w, acc + 1 * TILE_ROWS);
-        a11.intoArray(w, acc + 1 * TILE_ROWS + FL);
+        a10.intoArray(w, acc + TILE_ROWS);
+        a11.intoArray(w, acc + TILE_ROWS + FL);
         a20.intoArray(w, acc + 2 * TILE_ROWS);
         a21.intoArray(w, acc + 2 * TILE_ROWS + FL);
         a30.intoArray(w, acc + 3 * TILE_ROWS);

@@ -510,9 +510,8 @@ public final class QuantizedKvKernels {
             long channel = codes + (long) c * stride;
             FloatVector acc = FloatVector.zero(Simd.F);
             for (int j = 0; j < stride; j += Simd.FL) {
-                int part = (j % Simd.BL) / Simd.FL;
-                IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, channel + j - (j % Simd.BL), ByteOrder.LITTLE_ENDIAN)
-                        .convertShape(VectorOperators.B2I, Simd.I, part);
+                IntVector v = (IntVector) ByteVector.fromMemorySegment(Simd.B, seg, channel + loadAt(j), ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2I, Simd.I, part(j));
                 for (int k = 0; k < perByte; k++) {
                     FloatVector code = (FloatVector) v.lanewise(VectorOperators.LSHR, k * bits).and(mask).convert(VectorOperators.I2F, 0);
                     acc = code.fma(FloatVector.fromArray(Simd.F, scratch, wBase + k * stride + j), acc);

@@ -456,8 +456,11 @@ class KernelParityTest {
         }
     }
 
-    /** Q8 and KIVI attention kernels against their scalar twins on sealed chunks of random KV, every head dim shape and
-     * chunk sizes whose code rows take one, two or three vectors (the code loops pair vectors of bytes). */
+    /**
+     * Q8 and KIVI attention kernels against their scalar twins on sealed chunks of random KV, every
+     * head dim shape, and for KIVI chunk sizes whose code rows take one, two or three vectors (the
+     * code loops pair vectors of bytes).
+     */
     @ParameterizedTest
     @EnumSource(value = KvFormat.class, names = {"Q8", "KIVI4", "KIVI2"})
     void shouldMatchScalarTwinWhenAttendingOverQuantizedChunks(KvFormat format) {
@@ -488,10 +491,10 @@ class KernelParityTest {
                             long kb = layout.blockOffset(l, false, h);
                             long vb = layout.blockOffset(l, true, h);
                             if (format == KvFormat.Q8) {
-                                QuantizedKvKernels.q8Scores(chunk.data(), kb, layout.codesOffset(false), 64, d, q, 3, 64, 0.5f, simd, 0);
-                                QuantizedKvKernels.q8ScoresScalar(chunk.data(), kb, layout.codesOffset(false), 64, d, q, 3, 64, 0.5f, scalar, 0);
-                                QuantizedKvKernels.q8AccumulateValues(chunk.data(), vb, layout.codesOffset(true), 64, d, w, 2, 64, accSimd, 0);
-                                QuantizedKvKernels.q8AccumulateValuesScalar(chunk.data(), vb, layout.codesOffset(true), 64, d, w, 2, 64, accScalar, 0);
+                                QuantizedKvKernels.q8Scores(chunk.data(), kb, layout.codesOffset(false), n, d, q, 3, n, 0.5f, simd, 0);
+                                QuantizedKvKernels.q8ScoresScalar(chunk.data(), kb, layout.codesOffset(false), n, d, q, 3, n, 0.5f, scalar, 0);
+                                QuantizedKvKernels.q8AccumulateValues(chunk.data(), vb, layout.codesOffset(true), n, d, w, 2, n, accSimd, 0);
+                                QuantizedKvKernels.q8AccumulateValuesScalar(chunk.data(), vb, layout.codesOffset(true), n, d, w, 2, n, accScalar, 0);
                             } else {
                                 int bits = format.codeBits;
                                 QuantizedKvKernels.kiviScores(bits, chunk.data(), kb, layout.scalesOffset(false), layout.codesOffset(false), n, d,
@@ -523,6 +526,7 @@ class KernelParityTest {
             }
         }
     }
+
     private static double magnitude(float[] row, float[] x, int xOff) {
         return magnitude(row, 0, x, xOff, row.length);
     }
