@@ -184,8 +184,9 @@ class KernelParityTest {
             }
         }
         float[] scratch = new float[PanelMatrix.scratchFloats(cols)];
-        // 9 and 17: one and two eight-token passes of the half-tile kernel, then a four-token pass.
-        for (int n : new int[] {1, 2, 3, 4, 5, 9, 17}) {
+        // 9 and 17: one and two eight-token passes of the half-tile kernel, then a four-token pass;
+        // 66: a second round of partial sums (64 tokens per round), whose first pass decodes again.
+        for (int n : new int[] {1, 2, 3, 4, 5, 9, 17, 66}) {
             float[] x = random(r, n * cols, 1f);
             int stride = rows + 3;
             float[] ref = new float[n * stride];
