@@ -293,7 +293,15 @@ public final class PanelMatrix {
                     }
                 }
                 for (int t = 0; t < tokens; t++) {
-                    System.arraycopy(scratch, acc + t * TILE_ROWS, out, outOff + (round + t) * outStride + r, valid);
+                    int to = outOff + (round + t) * outStride + r;
+                    if (valid == TILE_ROWS) {
+                        // Whole vectors: a System.arraycopy per token and tile is a stub call, a few percent of a step.
+                        for (int v = 0; v < TILE_ROWS; v += FL) {
+                            FloatVector.fromArray(Simd.F, scratch, acc + t * TILE_ROWS + v).intoArray(out, to + v);
+                        }
+                    } else {
+                        System.arraycopy(scratch, acc + t * TILE_ROWS, out, to, valid);
+                    }
                 }
             }
         }
@@ -310,10 +318,12 @@ public final class PanelMatrix {
         return (long) (row / PANEL) * panelBytes + 4L * (row % PANEL);
     }
 
-    // Results leave the kernels through the last TILE_ROWS x TOKEN_TILE floats of the scratch array
-    // (whole vectors, always in bounds) and System.arraycopy of the rows that are stored, rather
-    // than through a helper taking vectors: C2 may decline to inline a helper into a kernel this
-    // big (NodeCountInliningCutoff), and a vector passed to a call that is not inlined is boxed.
+    // A whole tile's results are stored straight into out (a System.arraycopy per tile is a stub
+    // call). A partial tile's leave the kernels through the last TILE_ROWS x TOKEN_TILE floats of the
+    // scratch array (whole vectors, always in bounds) and System.arraycopy of the rows that are
+    // stored, rather than through a helper taking vectors: C2 may decline to inline a helper into a
+    // kernel this big (NodeCountInliningCutoff), and a vector passed to a call that is not inlined
+    // is boxed.
 
     /** Row vectors {@code 0 .. last} from row {@code r} (later ones repeat the last, unstored). */
     private void floatOneToken(float[] x, float[] out, int off, int r, int last, int valid, float[] scratch) {
@@ -332,6 +342,13 @@ public final class PanelMatrix {
             s1 = FloatVector.fromMemorySegment(Simd.F, data, a1 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s1);
             s2 = FloatVector.fromMemorySegment(Simd.F, data, a2 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s2);
             s3 = FloatVector.fromMemorySegment(Simd.F, data, a3 + col, ByteOrder.LITTLE_ENDIAN).fma(xv, s3);
+        }
+        if (valid == TILE_ROWS) {
+            s0.intoArray(out, off);
+            s1.intoArray(out, off + FL);
+            s2.intoArray(out, off + 2 * FL);
+            s3.intoArray(out, off + 3 * FL);
+            return;
         }
         int tile = scratch.length - TILE_ROWS * TOKEN_TILE;
         s0.intoArray(scratch, tile);
@@ -414,6 +431,13 @@ public final class PanelMatrix {
                 s2 = w2.mul(sc2).sub(of2).fma(xv, s2);
                 s3 = w3.mul(sc3).sub(of3).fma(xv, s3);
             }
+        }
+        if (valid == TILE_ROWS) {
+            s0.intoArray(out, off);
+            s1.intoArray(out, off + FL);
+            s2.intoArray(out, off + 2 * FL);
+            s3.intoArray(out, off + 3 * FL);
+            return;
         }
         int tile = scratch.length - TILE_ROWS * TOKEN_TILE;
         s0.intoArray(scratch, tile);
