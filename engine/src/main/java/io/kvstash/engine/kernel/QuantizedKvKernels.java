@@ -522,7 +522,6 @@ public final class QuantizedKvKernels {
         }
     }
 
-
     public static void kiviAccumulateValuesScalar(int bits, MemorySegment seg, long block, long scalesOff, long codesOff,
                                                   int chunkTokens, int d, float[] w, int wOff, float[] out, int outOff, float[] scratch) {
         int ng = (d + G - 1) / G;

@@ -604,8 +604,10 @@ public final class ForwardPass {
         }
     }
 
-    /** Adds {@code bias} (absent: {@code null}) to each of the first {@code n} rows of {@code rows}, rows as long as the bias. */
-    /** Adds {@code bias} (if any) to each of {@code n} rows of its length (also for {@link OracleDecode}). */
+    /**
+     * Adds {@code bias} (absent: {@code null}) to each of the first {@code n} rows of {@code rows}, rows as
+     * long as the bias (also for {@link OracleDecode}).
+     */
     static void addBias(float[] bias, float[] rows, int n) {
         if (bias != null) {
             for (int t = 0; t < n; t++) {
